@@ -1,0 +1,6 @@
+"""``python -m server`` is ``feedserver``."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()

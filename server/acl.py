@@ -1,0 +1,156 @@
+"""Principals, rights and the visibility rule (SPEC §3). Pure functions, no I/O.
+
+The same ``Viewer.can_see`` decides live pushes, history reads, resume replays and single reads,
+so a hidden activity looks exactly like a missing one everywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Right(enum.IntFlag):
+    """Rights on a feed. ``MEMBER`` implies ``READ``; ``ADMIN`` implies everything."""
+
+    NONE = 0
+    READ = 1
+    WRITE = 2
+    MEMBER = 4
+    ADMIN = 8
+
+
+ALL_RIGHTS = Right.READ | Right.WRITE | Right.MEMBER | Right.ADMIN
+_BY_NAME = {"read": Right.READ, "write": Right.WRITE, "member": Right.MEMBER | Right.READ, "admin": ALL_RIGHTS}
+
+
+def parse_rights(names: Iterable[str]) -> Right:
+    """``["member", "write"]`` → ``READ|WRITE|MEMBER``; unknown names raise ``ValueError``."""
+    rights = Right.NONE
+    for name in names:
+        try:
+            rights |= _BY_NAME[name]
+        except KeyError:
+            raise ValueError(f"unknown right {name!r} (read, write, member, admin)") from None
+    return rights
+
+
+def pattern_matches(pattern: str, feed: str) -> bool:
+    """A feed pattern is an exact name, or a prefix ending in ``*`` (``booking:*``, ``*``)."""
+    if pattern.endswith("*"):
+        return feed.startswith(pattern[:-1])
+    return pattern == feed
+
+
+def parse_feed_rights(claim: Mapping[str, Any]) -> tuple[tuple[str, Right], ...]:
+    """The ``feeds`` claim ``{pattern: [rights]}`` as a tuple of (pattern, Right)."""
+    out = []
+    for pattern, names in claim.items():
+        if not isinstance(pattern, str) or not isinstance(names, list | tuple):
+            raise ValueError("feeds claim must map feed patterns to lists of rights")
+        out.append((pattern, parse_rights(names)))
+    return tuple(out)
+
+
+def notification_feed(sub: str) -> str:
+    """The notification feed of identity ``sub``."""
+    return f"notifications:{sub}"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. ``sub is None`` means anonymous."""
+
+    sub: str | None = None
+    name: str | None = None
+    picture: str | None = None
+    roles: frozenset[str] = frozenset()
+    admin: bool = False
+    feeds: tuple[tuple[str, Right], ...] = ()
+    kind: str = "anonymous"  # "jwt", "api_key" or "anonymous"
+    expires_at: float | None = None
+    public_feeds: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def authenticated(self) -> bool:
+        """True for JWT and API-key callers."""
+        return self.sub is not None
+
+    def rights(self, feed: str) -> Right:
+        """Every right this principal holds on ``feed``."""
+        if self.admin:
+            return ALL_RIGHTS
+        rights = Right.NONE
+        for pattern, granted in self.feeds:
+            if pattern_matches(pattern, feed):
+                rights |= granted
+        if self.sub is not None and feed == notification_feed(self.sub):
+            rights |= Right.READ | Right.MEMBER
+        if any(pattern_matches(p, feed) for p in self.public_feeds):
+            rights |= Right.READ
+        return rights
+
+    def viewer(self, feed: str) -> Viewer:
+        """The visibility test of this principal on ``feed`` (computed once per read/subscription)."""
+        rights = self.rights(feed)
+        return Viewer(
+            sub=self.sub,
+            roles=self.roles,
+            admin=bool(rights & Right.ADMIN),
+            member=bool(rights & Right.MEMBER),
+        )
+
+    def actor(self) -> dict[str, Any]:
+        """The actor object of this principal, enriched from the token's name/picture."""
+        actor: dict[str, Any] = {"id": self.sub}
+        if self.name:
+            actor["name"] = self.name
+        if self.picture:
+            actor["avatar"] = self.picture
+        return actor
+
+
+ANONYMOUS = Principal()
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """A principal's standing on one feed: enough to decide visibility without I/O."""
+
+    sub: str | None
+    roles: frozenset[str]
+    admin: bool
+    member: bool
+
+    def can_see(self, activity: Mapping[str, Any]) -> bool:
+        """SPEC §3: feed admin, the actor, or any audience entry that admits this viewer."""
+        return self.admin or admits(self, actor_id(activity), activity.get("audience") or ())
+
+
+def actor_id(activity: Mapping[str, Any]) -> str | None:
+    """The id of an activity's actor (stored activities always carry the object form)."""
+    actor = activity.get("actor")
+    return actor.get("id") if isinstance(actor, dict) else actor
+
+
+def admits(viewer: Viewer, actor: str | None, audience: Iterable[Mapping[str, Any]]) -> bool:
+    """True if ``viewer`` is the actor or any audience entry admits it (admin is checked by callers)."""
+    sub = viewer.sub
+    if sub is not None and actor == sub:
+        return True
+    for entry in audience:
+        kind = entry.get("type")
+        if kind == "public":
+            return True
+        if sub is None:
+            continue
+        if (
+            kind == "everyone"
+            or (kind == "members" and viewer.member)
+            or (kind == "identity" and entry.get("id") == sub)
+            or (kind == "role" and entry.get("id") in viewer.roles)
+        ):
+            return True
+    return False

@@ -1,0 +1,129 @@
+"""Settings: read once from ``config.toml``, then overridden by ``FEED_<SECTION>__<KEY>`` variables.
+
+Every component takes plain arguments picked from these settings in ``app.py``; nothing else reads
+the environment or the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: Environment variable naming the config file when no ``--config`` is given.
+CONFIG_ENV = "FEED_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """``[server]``: the HTTP/WebSocket listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    allowed_origins: list[str] = []
+    max_frame_bytes: int = Field(65536, ge=1024)
+    queue_size: int = Field(1000, ge=1)
+    auth_timeout: float = Field(5.0, gt=0)
+    ping_interval: float = Field(20.0, ge=0)
+    ping_timeout: float = Field(20.0, gt=0)
+    close_timeout: float = Field(5.0, gt=0)
+    shutdown_timeout: float = Field(10.0, gt=0)
+    per_message_deflate: bool = False
+    demo: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class RedisSettings(_Section):
+    """``[redis]``: where activities live."""
+
+    url: str = ""
+    data_dir: str = "./data"
+    key_prefix: str = "af:"
+    command_timeout: float = Field(2.0, gt=0)
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+
+
+class AuthSettings(_Section):
+    """``[auth]``: who may call, and what they may do."""
+
+    jwt_secret: str = ""
+    jwt_algorithms: list[str] = ["HS256"]
+    jwt_public_key: str = ""
+    jwks_url: str = ""
+    audience: str = ""
+    issuer: str = ""
+    api_keys: list[str] = []
+    api_key_feeds: dict[str, dict[str, list[str]]] = {}
+    public_feeds: list[str] = []
+
+
+class FeedsSettings(_Section):
+    """``[feeds]``: the activity model's limits."""
+
+    default_audience: list[str] = ["members"]
+    max_activity_bytes: int = Field(10240, ge=256)
+    max_batch: int = Field(100, ge=1)
+    max_page: int = Field(100, ge=1)
+    max_feed_length: int = Field(10000, ge=1)
+    retention_days: float = Field(0, ge=0)
+    resume_window: int = Field(1000, ge=1)
+
+
+class Settings(BaseSettings):
+    """The whole configuration; frozen once read."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FEED_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    feeds: FeedsSettings = FeedsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments win, then ``FEED_*`` variables, then the TOML file."""
+        toml_file = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``path`` (or ``$FEED_CONFIG``, or ``./config.toml`` if present) and the env.
+
+    ``overrides`` are section dicts (``server={"port": 0}``) applied on top of everything else.
+    """
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or ("config.toml" if Path("config.toml").is_file() else None)
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=str(path) if path else None)
+
+    return _FromFile(**overrides)

@@ -1,0 +1,89 @@
+"""HTTP plumbing shared by the native routes and the dialects: bodies, JSON, problems, principals."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .acl import Principal
+from .auth import Authenticator
+from .errors import BadRequest, FeedError, PayloadTooLarge
+from .models import dumps, loads
+
+log = logging.getLogger("feedserver.http")
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+class JSONBytes(Response):
+    """A JSON response from already-encoded bytes (stored activities are spliced, not re-encoded)."""
+
+    media_type = "application/json"
+
+
+def json_response(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Encode ``value`` with orjson."""
+    return JSONBytes(dumps(value), status_code=status_code, headers=headers)
+
+
+def problem_response(exc: FeedError, instance: str | None = None) -> Response:
+    """An RFC 9457 problem response for ``exc``."""
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return Response(dumps(exc.problem(instance)), status_code=exc.status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body decoded as JSON: 413 over ``max_bytes``, 400 when malformed or empty."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body over {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body over {max_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise BadRequest("a JSON body is required")
+    return loads(body)
+
+
+async def principal_of(request: Request, auth: Authenticator) -> Principal:
+    """The caller of ``request`` (anonymous without credentials; 401 on bad ones)."""
+    return await auth.from_headers(request.headers)
+
+
+async def feed_error_handler(request: Request, exc: Exception) -> Response:
+    """Every ``FeedError`` becomes its problem document."""
+    assert isinstance(exc, FeedError)
+    return problem_response(exc, request.url.path)
+
+
+class _HTTPProblem(FeedError):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 as problems too."""
+    assert isinstance(exc, HTTPException)
+    response = problem_response(_HTTPProblem(exc.status_code, str(exc.detail)), request.url.path)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """A bug: log it with its traceback, answer a plain 500 problem (no internals leaked)."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(_HTTPProblem(500, "internal server error"), request.url.path)

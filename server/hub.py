@@ -1,0 +1,455 @@
+"""Hub: this process's registry of feed → local subscribers, and the fan-out of change events.
+
+No Redis and no Starlette here: change events come in through ``on_event`` (from the broker) and
+missed ones are fetched through a ``ChangeSource`` (the store); frames go out through each
+subscriber's ``Peer.send``, which never blocks (a bounded queue drained by a writer task per
+connection, see ``ws.py``).
+
+Guarantees kept here (SPEC §5): per feed, events are delivered in ``seq`` order, at most once,
+and never with a silent gap — a jump in ``seq`` is filled from the change log before anything
+later is delivered, and what the log no longer holds becomes a ``reset``.
+
+Audience filtering uses an index per room (admins, members, authenticated, by identity, by role),
+so the cost of an event is proportional to the subscribers it reaches, not to the room size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from . import protocol
+from .acl import Viewer, actor_id, admits
+from .errors import FeedError
+
+log = logging.getLogger("feedserver.hub")
+
+_FILL_RETRY_DELAY = 0.5
+
+
+class Peer(Protocol):
+    """One client connection, as the hub sees it."""
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame`` without blocking (overflow closes the connection with 4008)."""
+
+
+class Cursor(Protocol):
+    """A feed's position and the events after a resume cursor (``store.CursorResult``)."""
+
+    epoch: str
+    seq: int
+    recovered: bool
+    events: list[bytes]
+
+
+class ChangeSource(Protocol):
+    """Where the hub reads a feed's cursor and change log."""
+
+    async def cursor(self, feed: str, since: tuple[str, int] | None = None) -> Cursor:
+        """The feed's (epoch, seq), and with ``since`` the events after it."""
+
+
+class Broker(Protocol):
+    """The pub/sub side (``broker.Broker``)."""
+
+    async def subscribe(self, feed: str) -> None:
+        """Return once events of ``feed`` flow to ``Hub.on_event``."""
+
+    def unsubscribe(self, feed: str) -> None:
+        """Stop receiving events of ``feed``."""
+
+
+class Stats(Protocol):
+    """Counters the hub reports (``metrics.Metrics``)."""
+
+    def delivered(self, n: int) -> None:
+        """``n`` frames handed to subscribers."""
+
+    def gap_filled(self, n: int) -> None:
+        """``n`` events fetched from the change log to fill a gap."""
+
+    def reset_sent(self, n: int) -> None:
+        """``n`` subscribers told to reload."""
+
+    def subscriptions(self, delta: int) -> None:
+        """Subscriptions opened (+) or closed (-)."""
+
+
+class Subscription:
+    """One peer's subscription to one feed."""
+
+    __slots__ = ("peer", "viewer", "syncing", "buffer")
+
+    def __init__(self, peer: Peer, viewer: Viewer) -> None:
+        self.peer = peer
+        self.viewer = viewer
+        # While the subscribe handshake reads the cursor, events are held here with their seq.
+        self.syncing = True
+        self.buffer: list[tuple[float, bytes]] = []
+
+    def deliver(self, seq: float, frame: bytes) -> None:
+        """Send now, or hold until the handshake is done."""
+        if self.syncing:
+            self.buffer.append((seq, frame))
+        else:
+            self.peer.send(frame)
+
+
+class Room:
+    """The local subscribers of one feed, indexed by what audiences admit them."""
+
+    __slots__ = (
+        "feed", "epoch", "seq", "subs", "authed", "admins", "members", "by_sub", "by_role",
+        "pending", "filling", "joined",
+    )
+
+    def __init__(self, feed: str) -> None:
+        self.feed = feed
+        self.epoch: str | None = None
+        self.seq: int | None = None  # last seq delivered; None until the first cursor read
+        self.subs: dict[Peer, Subscription] = {}
+        self.authed: set[Subscription] = set()
+        self.admins: set[Subscription] = set()
+        self.members: set[Subscription] = set()
+        self.by_sub: dict[str, set[Subscription]] = {}
+        self.by_role: dict[str, set[Subscription]] = {}
+        self.pending: list[dict[str, Any]] = []  # events held back by a gap (or before init)
+        self.filling = False
+        self.joined: asyncio.Future[None] | None = None
+
+    def add(self, sub: Subscription) -> None:
+        """Register ``sub`` in the room and every index it belongs to."""
+        self.subs[sub.peer] = sub
+        v = sub.viewer
+        if v.sub is not None:
+            self.authed.add(sub)
+            self.by_sub.setdefault(v.sub, set()).add(sub)
+            for role in v.roles:
+                self.by_role.setdefault(role, set()).add(sub)
+        if v.admin:
+            self.admins.add(sub)
+        if v.member:
+            self.members.add(sub)
+
+    def remove(self, peer: Peer) -> Subscription | None:
+        """Drop ``peer``'s subscription from the room and its indexes."""
+        sub = self.subs.pop(peer, None)
+        if sub is None:
+            return None
+        v = sub.viewer
+        self.authed.discard(sub)
+        self.admins.discard(sub)
+        self.members.discard(sub)
+        if v.sub is not None:
+            _discard(self.by_sub, v.sub, sub)
+            for role in v.roles:
+                _discard(self.by_role, role, sub)
+        return sub
+
+    def recipients(self, activity: Mapping[str, Any]) -> Collection[Subscription]:
+        """Every subscriber allowed to see ``activity`` (same rule as ``Viewer.can_see``)."""
+        audience = activity.get("audience") or ()
+        kinds = {entry.get("type") for entry in audience}
+        if "public" in kinds:
+            return self.subs.values()
+        if "everyone" in kinds:
+            return self.authed
+        out = set(self.admins)
+        actor = actor_id(activity)
+        if actor is not None and actor in self.by_sub:
+            out |= self.by_sub[actor]
+        if "members" in kinds:
+            out |= self.members
+        for entry in audience:
+            kind = entry.get("type")
+            if kind == "identity":
+                out |= self.by_sub.get(entry.get("id"), _EMPTY)
+            elif kind == "role":
+                out |= self.by_role.get(entry.get("id"), _EMPTY)
+        return out
+
+
+_EMPTY: frozenset[Subscription] = frozenset()
+
+
+def _discard(index: dict[str, set[Subscription]], key: str, sub: Subscription) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(sub)
+        if not members:
+            del index[key]
+
+
+def event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """What one viewer receives for a change event: (event name, activity payload) or None.
+
+    An update that changes who may see the activity is a ``deleted`` for those who lose sight of it
+    and a ``created`` for those who gain it. Used for resume replays; live fan-out computes the
+    same thing for a whole room at once with ``Room.recipients``.
+    """
+    kind, activity = event["event"], event["activity"]
+    sees_now = viewer.admin or admits(viewer, actor_id(activity), activity.get("audience") or ())
+    if kind == "created":
+        return (kind, activity) if sees_now else None
+    if kind == "deleted":
+        return (kind, protocol.deleted_stub(activity)) if sees_now else None
+    prev = event.get("prev") or activity
+    saw = viewer.admin or admits(viewer, actor_id(prev), prev.get("audience") or ())
+    if saw and sees_now:
+        return "updated", activity
+    if saw:
+        return "deleted", protocol.deleted_stub(activity)
+    if sees_now:
+        return "created", activity
+    return None
+
+
+class Hub:
+    """Fan-out of change events to this process's subscribers."""
+
+    def __init__(self, source: ChangeSource, stats: Stats) -> None:
+        self._source = source
+        self._stats = stats
+        self._broker: Broker | None = None
+        self.rooms: dict[str, Room] = {}
+        self._peer_feeds: dict[Peer, set[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, broker: Broker) -> None:
+        """Connect the broker (built after the hub, since it calls back into it)."""
+        self._broker = broker
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        peer: Peer,
+        feed: str,
+        viewer: Viewer,
+        since: tuple[str, int] | None = None,
+        ref: protocol.Ref = None,
+    ) -> None:
+        """Subscribe ``peer`` to ``feed``: send ``subscribed``, the replay, then live events.
+
+        The room is subscribed on pub/sub *before* the cursor is read, and events arriving during
+        the handshake are held and de-duplicated by ``seq``, so nothing falls between replay and
+        live delivery.
+        """
+        assert self._broker is not None, "Hub.attach(broker) first"
+        self.unsubscribe(peer, feed)
+        room = self.rooms.get(feed)
+        if room is None:
+            room = self.rooms[feed] = Room(feed)
+            room.joined = asyncio.ensure_future(self._broker.subscribe(feed))
+        sub = Subscription(peer, viewer)
+        room.add(sub)
+        self._peer_feeds.setdefault(peer, set()).add(feed)
+        self._stats.subscriptions(1)
+        try:
+            assert room.joined is not None
+            await asyncio.shield(room.joined)
+            cursor = await self._source.cursor(feed, since)
+        except BaseException:
+            self.unsubscribe(peer, feed)
+            raise
+        if room.subs.get(peer) is not sub:  # unsubscribed (or closed) meanwhile
+            return
+        self._adopt_cursor(room, cursor)
+        peer.send(protocol.subscribed(feed, cursor.seq, cursor.epoch, since is not None and cursor.recovered, ref))
+        for raw in cursor.events:
+            event = orjson.loads(raw)
+            if event.get("seq", 0) <= cursor.seq and (out := event_for(viewer, event)) is not None:
+                peer.send(protocol.activity_frame(feed, event["seq"], out[0], out[1]))
+        sub.syncing = False
+        held, sub.buffer = sub.buffer, []
+        for seq, frame in held:
+            if seq > cursor.seq:
+                peer.send(frame)
+
+    def unsubscribe(self, peer: Peer, feed: str) -> bool:
+        """Remove ``peer`` from ``feed``; returns whether it was subscribed."""
+        room = self.rooms.get(feed)
+        if room is None or room.remove(peer) is None:
+            return False
+        feeds = self._peer_feeds.get(peer)
+        if feeds is not None:
+            feeds.discard(feed)
+            if not feeds:
+                del self._peer_feeds[peer]
+        self._stats.subscriptions(-1)
+        if not room.subs:
+            del self.rooms[feed]
+            if room.joined is not None:
+                # Unsubscribe once the pub/sub subscription is in place (now, or when it lands).
+                room.joined.add_done_callback(lambda joined: self._leave(feed, joined))
+        return True
+
+    def _leave(self, feed: str, joined: asyncio.Future[None]) -> None:
+        if feed in self.rooms or joined.cancelled() or joined.exception() is not None:
+            return  # a new room took over the subscription, or there is none to drop
+        assert self._broker is not None
+        self._broker.unsubscribe(feed)
+
+    def drop_peer(self, peer: Peer) -> None:
+        """Forget every subscription of a closed connection."""
+        for feed in list(self._peer_feeds.get(peer, ())):
+            self.unsubscribe(peer, feed)
+
+    def feeds_of(self, peer: Peer) -> set[str]:
+        """The feeds ``peer`` is subscribed to."""
+        return set(self._peer_feeds.get(peer, ()))
+
+    # -- events --------------------------------------------------------------------------------
+
+    def on_event(self, feed: str, data: bytes) -> None:
+        """A change event from pub/sub (called by the broker, in publication order)."""
+        room = self.rooms.get(feed)
+        if room is None:
+            return
+        try:
+            event = orjson.loads(data)
+            int(event["seq"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.error("dropping a malformed change event on %s", feed)
+            return
+        if room.seq is None or room.filling:
+            room.pending.append(event)
+            return
+        self._accept(room, event)
+
+    def on_resync(self) -> None:
+        """After a pub/sub reconnect: fetch whatever every room may have missed."""
+        for room in list(self.rooms.values()):
+            if room.seq is not None:
+                self._start_fill(room)
+
+    def _adopt_cursor(self, room: Room, cursor: Cursor) -> None:
+        if room.seq is None:
+            room.epoch, room.seq = cursor.epoch, cursor.seq
+        elif room.epoch != cursor.epoch:  # Redis lost this feed's history since we last looked
+            self._reset(room, cursor.epoch, cursor.seq)
+        if room.pending and not room.filling:
+            held, room.pending = room.pending, []
+            for event in sorted(held, key=_seq):
+                self._accept(room, event)
+
+    def _accept(self, room: Room, event: dict[str, Any]) -> None:
+        """Deliver ``event`` if it is the next one; hold it and fill the gap if it is not."""
+        assert room.seq is not None
+        seq = event["seq"]
+        if event.get("epoch") != room.epoch:
+            self._reset(room, event.get("epoch") or "", seq - 1)
+        if seq <= room.seq:
+            return  # already delivered (replayed from the log, or a duplicate)
+        if seq > room.seq + 1:
+            room.pending.append(event)
+            self._start_fill(room)
+            return
+        room.seq = seq
+        self._fanout(room, event)
+
+    def _start_fill(self, room: Room) -> None:
+        if not room.filling:
+            room.filling = True
+            task = asyncio.create_task(self._fill(room), name=f"fill:{room.feed}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _fill(self, room: Room) -> None:
+        """Fetch the missing events from the change log, then release the held ones in order."""
+        try:
+            while self.rooms.get(room.feed) is room:
+                assert room.seq is not None and room.epoch is not None
+                try:
+                    cursor = await self._source.cursor(room.feed, (room.epoch, room.seq))
+                except FeedError as exc:
+                    log.warning("cannot fill a gap in %s yet: %s", room.feed, exc.detail)
+                    await asyncio.sleep(_FILL_RETRY_DELAY)
+                    continue
+                if self.rooms.get(room.feed) is not room:
+                    return
+                if cursor.recovered:
+                    self._stats.gap_filled(len(cursor.events))
+                    for raw in cursor.events:
+                        self._accept_filled(room, orjson.loads(raw))
+                else:
+                    self._reset(room, cursor.epoch, cursor.seq)
+                held, room.pending = sorted(room.pending, key=_seq), []
+                for i, event in enumerate(held):
+                    if event["seq"] > room.seq + 1 and event.get("epoch") == room.epoch:
+                        room.pending = held[i:]  # still a gap: go round again
+                        break
+                    self._accept_filled(room, event)
+                if not room.pending:
+                    return
+        finally:
+            room.filling = False
+
+    def _accept_filled(self, room: Room, event: dict[str, Any]) -> None:
+        assert room.seq is not None
+        if event.get("epoch") != room.epoch:
+            self._reset(room, event.get("epoch") or "", event["seq"] - 1)
+        if event["seq"] == room.seq + 1:
+            room.seq = event["seq"]
+            self._fanout(room, event)
+
+    def _reset(self, room: Room, epoch: str, seq: int) -> None:
+        """Tell every subscriber of ``room`` to reload; continue from (epoch, seq)."""
+        log.warning("feed %s: history changed or lost (epoch %s → %s); resetting subscribers",
+                    room.feed, room.epoch, epoch)
+        frame = protocol.reset(room.feed, epoch)
+        for sub in room.subs.values():
+            sub.deliver(float("inf"), frame)
+        self._stats.reset_sent(len(room.subs))
+        room.epoch, room.seq = epoch, seq
+
+    def _fanout(self, room: Room, event: dict[str, Any]) -> None:
+        """Encode the event once per kind and hand it to every subscriber allowed to see it."""
+        feed, seq, kind, activity = room.feed, event["seq"], event["event"], event["activity"]
+        if kind == "updated":
+            prev = event.get("prev")
+            if prev is not None and not _same_visibility(prev, activity):
+                before, after = set(room.recipients(prev)), set(room.recipients(activity))
+                self._send(before & after, seq, protocol.activity_frame(feed, seq, "updated", activity))
+                self._send(before - after, seq, protocol.activity_frame(feed, seq, "deleted",
+                                                                         protocol.deleted_stub(activity)))
+                self._send(after - before, seq, protocol.activity_frame(feed, seq, "created", activity))
+                return
+        payload = protocol.deleted_stub(activity) if kind == "deleted" else activity
+        self._send(room.recipients(activity), seq, protocol.activity_frame(feed, seq, kind, payload))
+
+    def _send(self, subs: Iterable[Subscription], seq: int, frame: bytes) -> None:
+        n = 0
+        for sub in subs:
+            sub.deliver(seq, frame)
+            n += 1
+        if n:
+            self._stats.delivered(n)
+
+    async def close(self) -> None:
+        """Cancel background fills."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: PERF203 - shutting down
+                pass
+
+
+def _seq(event: Mapping[str, Any]) -> int:
+    return int(event["seq"])
+
+
+def _same_visibility(prev: Mapping[str, Any], activity: Mapping[str, Any]) -> bool:
+    return actor_id(prev) == actor_id(activity) and (prev.get("audience") or []) == (
+        activity.get("audience") or []
+    )
+
+
+__all__: Sequence[str] = ["Hub", "Peer", "Room", "Subscription", "event_for"]

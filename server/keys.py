@@ -1,0 +1,73 @@
+"""Every Redis key and channel name the server uses, defined in this one place.
+
+All keys of one feed share the hash tag ``{<feed>}`` so that a feed's keys live in one slot of a
+Redis Cluster and one Lua script can touch them all. Feed names are restricted to
+``A-Z a-z 0-9 _ - : . @`` (see ``models.FEED_NAME``), so they can never contain a brace.
+
+With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
+
+    af:{booking:f4d1}:meta   HASH    seq -> last change number, epoch -> random id of this history
+    af:{booking:f4d1}:idx    ZSET    activity id, scored by its time in ms (ties: id order)
+    af:{booking:f4d1}:acts   HASH    activity id -> encoded activity (the public JSON form)
+    af:{booking:f4d1}:fid    ZSET    "<foreign_id>\\x00<time>\\x00<id>", all scores 0 (lex index)
+    af:{booking:f4d1}:log    LIST    newest first: the last `resume_window` change events
+    af:{booking:f4d1}:ch     channel pub/sub channel carrying the same change events
+    af:{notifications:u-7}:state  HASH  seen / read markers of a notification feed
+
+A change event (what the log stores and the channel carries) is one JSON object built by the
+write script: ``{"seq", "epoch", "event", "feed", "activity", "prev"}``; see ``lua/write.lua``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class FeedKeys(NamedTuple):
+    """The keys of one feed, in the order the Lua scripts expect them as ``KEYS``."""
+
+    meta: str
+    idx: str
+    acts: str
+    fid: str
+    log: str
+    channel: str
+
+
+class Keys:
+    """Builds key names under one prefix (tests give each run its own prefix)."""
+
+    __slots__ = ("prefix", "_channel_head", "_cache")
+
+    def __init__(self, prefix: str = "af:") -> None:
+        self.prefix = prefix
+        self._channel_head = prefix + "{"
+        self._cache: dict[str, FeedKeys] = {}
+
+    def feed(self, feed: str) -> FeedKeys:
+        """All keys of ``feed`` (memoised: names are built on every write)."""
+        keys = self._cache.get(feed)
+        if keys is None:
+            base = f"{self.prefix}{{{feed}}}:"
+            keys = FeedKeys(base + "meta", base + "idx", base + "acts", base + "fid", base + "log", base + "ch")
+            if len(self._cache) < 100_000:
+                self._cache[feed] = keys
+        return keys
+
+    def channel(self, feed: str) -> str:
+        """The pub/sub channel of ``feed``."""
+        return self.feed(feed).channel
+
+    def feed_of_channel(self, channel: str) -> str | None:
+        """Inverse of ``channel``: the feed name, or None for a channel that is not ours."""
+        if channel.startswith(self._channel_head) and channel.endswith("}:ch"):
+            return channel[len(self._channel_head) : -4]
+        return None
+
+    def notification_state(self, feed: str) -> str:
+        """Seen/read markers of a notification feed (same slot as the feed)."""
+        return f"{self.prefix}{{{feed}}}:state"
+
+    def readiness_channel(self, token: str) -> str:
+        """A throwaway channel used by ``/readyz`` to prove the pub/sub path round-trips."""
+        return f"{self.prefix}{{readyz}}:{token}"

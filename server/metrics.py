@@ -1,0 +1,70 @@
+"""Prometheus metrics (prometheus-client), one registry per app.
+
+With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set by the CLI), values live in the
+library's shared files and ``/metrics`` aggregates every process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Every metric the server exports; the hub and the services call the small methods below."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(
+            "feed_ws_connections", "Open WebSocket connections", registry=r, multiprocess_mode="livesum"
+        )
+        self.subscription_count = Gauge(
+            "feed_subscriptions", "Active feed subscriptions", registry=r, multiprocess_mode="livesum"
+        )
+        self.writes = Counter(
+            "feed_activity_writes", "Activities written (created, updated or deleted)", ["op"], registry=r
+        )
+        self.deliveries = Counter("feed_deliveries", "Event frames handed to subscribers", registry=r)
+        self.drops = Counter("feed_slow_consumer_closes", "Connections closed with 4008 (queue overflow)",
+                             registry=r)
+        self.gaps = Counter("feed_gap_events_filled", "Events fetched from the change log to fill gaps",
+                            registry=r)
+        self.resets = Counter("feed_resets", "Subscribers told to reload (reset)", registry=r)
+        self.write_latency = Histogram(
+            "feed_write_seconds",
+            "Time to store and publish one write request",
+            registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.redis_errors = Counter("feed_redis_unavailable", "Requests refused with 503 (Redis)", registry=r)
+
+    # Hub's Stats protocol ------------------------------------------------------------------------
+
+    def delivered(self, n: int) -> None:
+        """``n`` frames handed to subscribers."""
+        self.deliveries.inc(n)
+
+    def gap_filled(self, n: int) -> None:
+        """``n`` events fetched from the change log."""
+        self.gaps.inc(n)
+
+    def reset_sent(self, n: int) -> None:
+        """``n`` subscribers told to reload."""
+        self.resets.inc(n)
+
+    def subscriptions(self, delta: int) -> None:
+        """Subscriptions opened (+) or closed (-)."""
+        self.subscription_count.inc(delta)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition (all processes when running multi-process)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -1,0 +1,345 @@
+"""The activity model: input validation, the stored form, and the JSON codec.
+
+No I/O here. ``ActivityIn`` validates what a client sends; ``build_activity`` turns it into the
+stored, public form (SPEC §2) minus the fields the write script owns (``seq``, ``id`` on upsert,
+``version``, ``created_at``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    TypeAdapter,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ulid import ULID
+
+from .errors import BadRequest, Invalid
+
+FEED_NAME = re.compile(r"[A-Za-z0-9_\-:.@]{1,128}")
+_ID_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
+_ULID_TEXT = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+
+#: Server-owned fields: accepted on input (so a fetched activity can be sent back) but ignored,
+#: except ``id`` (a client-chosen id) and ``version`` (an optimistic-lock precondition).
+SERVER_OWNED = frozenset({"id", "feed", "seq", "created_at", "updated_at", "version"})
+#: Names no activity may use as a custom field (SPEC §2).
+RESERVED = frozenset(
+    {"activity_id", "activity", "analytics", "extra_context", "is_read", "is_seen", "origin", "score",
+     "site_id", "seq", "epoch"}
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+AudienceType = Literal["public", "everyone", "members", "identity", "role"]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+IdText = Annotated[str, StringConstraints(pattern=_ID_TEXT.pattern)]
+FeedName = Annotated[str, StringConstraints(pattern=f"^{FEED_NAME.pattern}$")]
+
+
+def dumps(value: Any) -> bytes:
+    """Encode to compact JSON bytes (the one encoder of the server)."""
+    return orjson.dumps(value)
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON; malformed input raises ``BadRequest`` (400)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def check_feed_name(feed: str) -> str:
+    """Return ``feed`` if it is a valid feed name, else raise 422."""
+    if not FEED_NAME.fullmatch(feed):
+        raise Invalid(
+            "invalid feed name",
+            errors=[{"loc": "feed", "msg": "1-128 characters of A-Z a-z 0-9 _ - : . @", "type": "feed_name"}],
+        )
+    return feed
+
+
+def format_time(dt: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds: ``2026-01-14T09:30:00.000Z``."""
+    dt = dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def now() -> datetime:
+    """The current time in UTC, truncated to milliseconds (the stored precision)."""
+    dt = datetime.now(UTC)
+    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+
+
+def time_ms(dt: datetime) -> int:
+    """Milliseconds since the epoch: the score of the feed's time index (integer arithmetic)."""
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // _ONE_MS
+
+
+def new_id(dt: datetime) -> str:
+    """A ULID whose timestamp is ``dt``: id order is time order."""
+    return str(ULID.from_timestamp(time_ms(dt) / 1000))
+
+
+def ulid_ms(value: str) -> int | None:
+    """The millisecond timestamp inside a ULID string, or None if ``value`` is not a ULID."""
+    if not _ULID_TEXT.fullmatch(value):
+        return None
+    return ULID.from_str(value).milliseconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Audience
+
+
+class AudienceEntry(BaseModel):
+    """One audience entry (SPEC §1); output is always this object form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: AudienceType
+    id: IdText | None = None
+    notify: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            kind, sep, ident = value.partition(":")
+            return {"type": kind, "id": ident} if sep else {"type": kind}
+        return value
+
+    @model_validator(mode="after")
+    def _needs_id(self) -> AudienceEntry:
+        if self.type in ("identity", "role") and not self.id:
+            raise ValueError(f"audience type {self.type!r} needs an id")
+        if self.type not in ("identity", "role") and self.id is not None:
+            raise ValueError(f"audience type {self.type!r} takes no id")
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form: ``notify`` only when true, ``id`` only when present."""
+        out: dict[str, Any] = {"type": self.type}
+        if self.id is not None:
+            out["id"] = self.id
+        if self.notify:
+            out["notify"] = True
+        return out
+
+
+def parse_audience(value: Any) -> list[dict[str, Any]]:
+    """Validate an audience list (shorthand or object entries) into its stored form."""
+    try:
+        entries = _AUDIENCE_LIST.validate_python(value)
+    except ValidationError as exc:
+        raise validation_error(exc, prefix="audience") from None
+    return [entry.as_json() for entry in entries]
+
+
+_AUDIENCE_LIST = TypeAdapter(Annotated[list[AudienceEntry], Field(max_length=100)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Activity input
+
+
+class ObjectRef(BaseModel):
+    """``object`` / ``target`` in object form: an ``id`` plus anything the client adds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: ShortText
+    type: ShortText | None = None
+
+
+class TargetRef(ObjectRef):
+    """``target``: an entity and optionally a sub-entity (``sub_id``)."""
+
+    sub_id: ShortText | None = None
+
+
+class ActorRef(BaseModel):
+    """``actor`` in object form."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: IdText
+    name: Annotated[str, StringConstraints(max_length=255)] | None = None
+    avatar: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+class Attachment(BaseModel):
+    """One attachment: a ``file`` (by id), a ``link`` (by url) or a ``video`` (id or url)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["file", "link", "video"]
+    id: ShortText | None = None
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+
+    @model_validator(mode="after")
+    def _has_ref(self) -> Attachment:
+        if self.type == "file" and not self.id:
+            raise ValueError("a file attachment needs an id")
+        if self.type == "link" and not self.url:
+            raise ValueError("a link attachment needs a url")
+        if self.type == "video" and not (self.id or self.url):
+            raise ValueError("a video attachment needs an id or a url")
+        return self
+
+
+class Change(BaseModel):
+    """One entry of ``changes``: ``{"from": …, "to": …}``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Any = Field(None, alias="from")
+    to: Any = None
+
+
+class ActivityIn(BaseModel):
+    """An activity as a client writes it (SPEC §2); unknown top-level fields are custom fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: IdText | None = None
+    verb: ShortText
+    object: ShortText | ObjectRef
+    actor: IdText | ActorRef | None = None
+    target: ShortText | TargetRef | None = None
+    time: datetime | None = None
+    foreign_id: ShortText | None = None
+    audience: list[AudienceEntry] | None = Field(None, max_length=100)
+    to: list[FeedName] | None = Field(None, max_length=100)
+    text: str | None = None
+    i18n_key: ShortText | None = None
+    template: str | None = None
+    template_data: dict[str, Any] | None = None
+    emotion: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    icon: ShortText | None = None
+    attachments: list[Attachment] | None = Field(None, max_length=100)
+    changes: dict[str, Change] | None = None
+    version: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strip_and_check_names(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("an activity must be a JSON object")
+        reserved = sorted(RESERVED.intersection(value) - SERVER_OWNED)
+        if reserved:
+            raise ValueError(f"reserved field names may not be used: {', '.join(reserved)}")
+        for name in value:
+            if not name or len(name) > 128 or "." in name or name.startswith("$"):
+                raise ValueError(f"invalid field name {name!r}: 1-128 characters, no '.' or leading '$'")
+        return {k: v for k, v in value.items() if k not in _IGNORED_INPUT}
+
+    @field_validator("verb")
+    @classmethod
+    def _verb_bytes(cls, value: str) -> str:
+        if len(value.encode()) > 255:
+            raise ValueError("verb is longer than 255 bytes")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+    @field_validator("template")
+    @classmethod
+    def _template_syntax(cls, value: str | None) -> str | None:
+        if value is not None:
+            rest = _PLACEHOLDER.sub("", value)
+            if "{{" in rest or "}}" in rest:
+                raise ValueError("template placeholders must look like {{name}} or {{name.path}}")
+        return value
+
+    @model_validator(mode="after")
+    def _template_data_needs_template(self) -> ActivityIn:
+        if self.template_data is not None and self.template is None:
+            raise ValueError("template_data given without template")
+        return self
+
+    def custom_fields(self) -> dict[str, Any]:
+        """The client's custom top-level fields, as given."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+_IGNORED_INPUT = SERVER_OWNED - {"id", "version"}
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> Invalid:
+    """Turn a pydantic error into a 422 that lists each failing field."""
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after", "function-before"))
+        if prefix:
+            loc = f"{prefix}.{loc}" if loc else prefix
+        msg = err["msg"].removeprefix("Value error, ")
+        errors.append({"loc": loc, "msg": msg, "type": err["type"]})
+    detail = "; ".join(f"{e['loc']}: {e['msg']}" if e["loc"] else e["msg"] for e in errors[:5])
+    return Invalid(detail or "invalid activity", errors=errors)
+
+
+def parse_activity(raw: Any, loc: str = "") -> ActivityIn:
+    """Validate one activity from decoded JSON; raise 422 listing every bad field."""
+    try:
+        return ActivityIn.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, prefix=loc) from None
+
+
+def build_body(
+    item: ActivityIn,
+    *,
+    feed: str,
+    actor: dict[str, Any],
+    audience: list[dict[str, Any]],
+    when: datetime,
+    updated_at: str,
+) -> dict[str, Any]:
+    """The stored activity without the fields the write script sets (seq, id, version, created_at).
+
+    Keys come in the order of SPEC §2; custom fields last, before ``updated_at``.
+    """
+    body: dict[str, Any] = {"feed": feed, "actor": actor, "verb": item.verb}
+    body["object"] = item.object if isinstance(item.object, str) else item.object.model_dump(exclude_none=True)
+    if item.target is not None:
+        body["target"] = item.target if isinstance(item.target, str) else item.target.model_dump(
+            exclude_none=True
+        )
+    body["time"] = format_time(when)
+    if item.foreign_id is not None:
+        body["foreign_id"] = item.foreign_id
+    body["audience"] = audience
+    if item.to:
+        body["to"] = list(dict.fromkeys(item.to))
+    for name in ("text", "i18n_key", "template", "template_data", "emotion", "icon"):
+        value = getattr(item, name)
+        if value is not None:
+            body[name] = value
+    if item.attachments is not None:
+        body["attachments"] = [a.model_dump(exclude_none=True) for a in item.attachments]
+    if item.changes is not None:
+        body["changes"] = {k: c.model_dump(by_alias=True) for k, c in item.changes.items()}
+    body.update(item.custom_fields())
+    body["updated_at"] = updated_at
+    return body

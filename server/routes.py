@@ -1,0 +1,142 @@
+"""The native HTTP API (SPEC §4): activities, health, metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .auth import Authenticator
+from .errors import Invalid, Unavailable
+from .http import JSONBytes, json_response, principal_of, read_json
+from .metrics import CONTENT_TYPE, Metrics
+from .models import dumps
+from .service import FeedService, PageQuery
+
+
+def activities_json(bodies: list[bytes]) -> bytes:
+    """``{"activities": [...]}`` around stored bodies, without re-encoding them."""
+    return b'{"activities":[' + b",".join(bodies) + b"]}"
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer",
+                      errors=[{"loc": f"query.{name}", "msg": "not an integer", "type": "int_parsing"}]) from None
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise Invalid(f"{name} must be {bound}",
+                      errors=[{"loc": f"query.{name}", "msg": f"must be {bound}", "type": "range"}])
+    return value
+
+
+class NativeApi:
+    """Handlers of the native API, bound to one service."""
+
+    def __init__(
+        self,
+        service: FeedService,
+        auth: Authenticator,
+        metrics: Metrics,
+        *,
+        max_body_bytes: int,
+        readiness: Callable[[], Any],
+    ) -> None:
+        self.service = service
+        self.auth = auth
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self._readiness = readiness
+
+    def routes(self) -> list[Route]:
+        """Starlette routes of the native API."""
+        return [
+            Route("/v1/feeds/{feed}/activities", self.post_activities, methods=["POST"]),
+            Route("/v1/feeds/{feed}/activities", self.list_activities, methods=["GET"]),
+            Route("/v1/feeds/{feed}/activities/{activity_id}", self.get_activity, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+        ]
+
+    async def post_activities(self, request: Request) -> Response:
+        """Add one activity (an object) or many (``{"activities": [...]}``) → 201."""
+        principal = await principal_of(request, self.auth)
+        body = await read_json(request, self.max_body_bytes)
+        feed = request.path_params["feed"]
+        if isinstance(body, dict) and "activities" in body and "verb" not in body:
+            items = body["activities"]
+            if not isinstance(items, list):
+                raise Invalid("activities must be a list",
+                              errors=[{"loc": "activities", "msg": "must be a list", "type": "list_type"}])
+            bodies = await self.service.post(principal, feed, items, batch=True)
+        else:
+            bodies = await self.service.post(principal, feed, [body], batch=False)
+        return JSONBytes(activities_json(bodies), status_code=201)
+
+    async def list_activities(self, request: Request) -> Response:
+        """A history page, newest first, with the URL of the next page."""
+        principal = await principal_of(request, self.auth)
+        q = request.query_params
+        query = PageQuery(
+            limit=_int_param(request, "limit", 25, 1, self.service.max_page),
+            id_lt=q.get("id_lt") or None,
+            id_lte=q.get("id_lte") or None,
+            id_gt=q.get("id_gt") or None,
+            id_gte=q.get("id_gte") or None,
+            offset=_int_param(request, "offset", 0, 0, 10_000),
+            verb=q.get("verb") or None,
+            actor=q.get("actor") or None,
+        )
+        page = await self.service.read(principal, request.path_params["feed"], query)
+        next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
+        return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b'],"next":' + dumps(next_url) + b"}")
+
+    async def get_activity(self, request: Request) -> Response:
+        """One activity (404 when missing or hidden)."""
+        principal = await principal_of(request, self.auth)
+        body = await self.service.get(principal, request.path_params["feed"], request.path_params["activity_id"])
+        return JSONBytes(body)
+
+    async def healthz(self, request: Request) -> Response:
+        """The process is up (no Redis call)."""
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Redis answers and a message published on pub/sub comes back; 503 otherwise."""
+        try:
+            details = await self._readiness()
+        except Unavailable as exc:
+            return json_response({"status": "unavailable", "detail": exc.detail}, 503, {"Retry-After": "1"})
+        return json_response({"status": "ready", **details})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """Prometheus text format."""
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+
+class Readiness:
+    """``/readyz``: Redis answers PING and a publish comes back through this process's broker."""
+
+    def __init__(self, ping: Callable[[], Any], round_trip: Callable[[], Any]) -> None:
+        self._ping = ping
+        self._round_trip = round_trip
+        self.draining = False
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.draining:
+            raise Unavailable("shutting down")
+        started = time.perf_counter()
+        await self._ping()
+        await self._round_trip()
+        return {"redis_ms": round((time.perf_counter() - started) * 1000, 2)}

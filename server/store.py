@@ -1,0 +1,193 @@
+"""FeedStore: every read and write of feeds in Redis.
+
+Each write is one Lua script (``lua/*.lua``) that takes the next ``seq``, stores the body, updates
+the time and foreign-id indexes, appends the change event to the feed's log, trims, and publishes
+the event — so history and live pushes can never disagree. Reads are scripts too, so a page or a
+resume cursor is one consistent snapshot.
+
+Redis failures and stalls become ``Unavailable`` (503) within ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from .errors import Conflict, FeedError, Forbidden, Invalid, Unavailable
+from .keys import Keys
+
+T = TypeVar("T")
+
+#: Seconds a client is told to wait (``Retry-After``) when Redis is unavailable.
+RETRY_AFTER = 1.0
+
+
+def _load_script(name: str) -> str:
+    lua = resources.files(__package__).joinpath("lua")
+    return lua.joinpath("_common.lua").read_text() + "\n" + lua.joinpath(name).read_text()
+
+
+def new_epoch() -> str:
+    """A fresh random epoch (the identity of one feed history)."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteItem:
+    """One activity for the write script; ``rest`` is the encoded body minus script-owned fields."""
+
+    id: str
+    client_id: bool
+    foreign_id: str | None
+    time: str
+    score: int
+    actor: str
+    may_override: bool
+    created_at: str
+    rest: bytes
+
+    def args(self) -> tuple[Any, ...]:
+        """This item's 9 ``ARGV`` entries."""
+        return (
+            self.id,
+            "1" if self.client_id else "",
+            self.foreign_id or "",
+            self.time,
+            self.score,
+            self.actor,
+            "1" if self.may_override else "",
+            self.created_at,
+            self.rest,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CursorResult:
+    """A feed's position, and the change events after a resume cursor."""
+
+    epoch: str
+    seq: int
+    recovered: bool
+    events: list[bytes]
+
+
+class FeedStore:
+    """Reads and writes feeds; one instance per process, built in ``app.py``."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        max_feed_length: int,
+        resume_window: int,
+        retention_days: float = 0,
+        timeout: float = 2.0,
+    ) -> None:
+        self._redis = redis
+        self.keys = keys
+        self._max_len = max_feed_length
+        self._window = resume_window
+        self._retention_ms = int(retention_days * 86_400_000)
+        self._timeout = timeout
+        self._write = redis.register_script(_load_script("write.lua"))
+        self._cursor = redis.register_script(_load_script("cursor.lua"))
+        self._read = redis.register_script(_load_script("read.lua"))
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation, bounded in time; Redis trouble becomes 503."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await op()
+        except TimeoutError:
+            raise Unavailable("Redis did not answer in time", retry_after=RETRY_AFTER) from None
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise Unavailable(f"Redis is unavailable: {type(exc).__name__}", retry_after=RETRY_AFTER) from None
+        except redis_errors.BusyLoadingError:
+            raise Unavailable("Redis is loading its data", retry_after=RETRY_AFTER) from None
+
+    def _cutoff(self) -> int:
+        return int(time.time() * 1000) - self._retention_ms if self._retention_ms else 0
+
+    async def write(self, feed: str, items: Sequence[WriteItem]) -> list[bytes]:
+        """Add (or upsert) ``items`` in ``feed`` atomically; returns the stored bodies in order."""
+        k = self.keys.feed(feed)
+        args: list[Any] = [new_epoch(), feed, self._max_len, self._window, self._cutoff(), len(items)]
+        for item in items:
+            args.extend(item.args())
+        result = await self._call(lambda: self._write(keys=k, args=args))
+        return _unpack_write(result)
+
+    async def cursor(self, feed: str, since: tuple[str, int] | None = None) -> CursorResult:
+        """The feed's (epoch, seq); with ``since=(epoch, seq)`` also the change events after it."""
+        k = self.keys.feed(feed)
+        args: list[Any] = [new_epoch(), "", ""] if since is None else [new_epoch(), since[1], since[0]]
+        result = await self._call(lambda: self._cursor(keys=k, args=args))
+        epoch, seq = result[0].decode(), int(result[1])
+        if since is None:
+            return CursorResult(epoch, seq, True, [])
+        if result[2] == b"ok":
+            return CursorResult(epoch, seq, True, list(result[3]))
+        return CursorResult(epoch, seq, False, [])
+
+    async def read_chunk(
+        self,
+        feed: str,
+        *,
+        lt: str = "",
+        lt_inclusive: bool = False,
+        lt_score: int | None = None,
+        gt: str = "",
+        gt_inclusive: bool = False,
+        gt_score: int | None = None,
+        ascending: bool = False,
+        count: int,
+    ) -> list[bytes]:
+        """Up to ``count`` stored bodies between the bounds, newest first (see ``lua/read.lua``)."""
+        k = self.keys.feed(feed)
+        args = [
+            lt, "1" if lt_inclusive else "", "" if lt_score is None else lt_score,
+            gt, "1" if gt_inclusive else "", "" if gt_score is None else gt_score,
+            "asc" if ascending else "desc", count,
+        ]
+        result = await self._call(lambda: self._read(keys=k, args=args))
+        if result[0] == b"bad":
+            raise Invalid(result[1].decode(), errors=[{"loc": "query", "msg": result[1].decode(), "type": "cursor"}])
+        return list(result[1:])
+
+    async def get(self, feed: str, activity_id: str) -> bytes | None:
+        """The stored body of one activity, or None."""
+        acts = self.keys.feed(feed).acts
+        result: bytes | None = await self._call(lambda: self._redis.hget(acts, activity_id))  # type: ignore[misc]
+        return result
+
+    async def ping(self) -> bool:
+        """True if Redis answers."""
+        return bool(await self._call(self._redis.ping))  # type: ignore[arg-type]
+
+    async def publish_probe(self, channel: str, payload: bytes) -> int:
+        """Publish on a throwaway channel (``/readyz`` round trip); returns the receiver count."""
+        return int(await self._call(lambda: self._redis.execute_command("SPUBLISH", channel, payload)))
+
+
+def _unpack_write(result: list[Any]) -> list[bytes]:
+    status = result[0]
+    if status == b"ok":
+        return list(result[1:])
+    message = result[2].decode() if len(result) > 2 else ""
+    error: FeedError
+    if status == b"forbidden":
+        error = Forbidden(f"activity #{result[1]}: {message}")
+    elif status == b"conflict":
+        error = Conflict(f"activity #{result[1]}: {message}")
+    else:  # pragma: no cover - the scripts return only the statuses above
+        error = Unavailable(f"unexpected script result {status!r}")
+    raise error

@@ -1,0 +1,293 @@
+"""The WebSocket endpoint ``/v1/ws`` (SPEC §5), as a plain ASGI app.
+
+Per connection: a reader (this coroutine) that handles client messages one by one, and a writer
+task that drains a bounded queue. The hub never awaits a client: it appends frames to the queue
+(``Connection.send``); when the queue is full the connection is closed with 4008 and, if even the
+close frame cannot be written within ``close_timeout`` (a peer that stopped reading), the
+transport is aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+
+from . import protocol
+from .acl import Principal
+from .auth import Authenticator
+from .errors import FeedError, Invalid, Unauthorized
+from .metrics import Metrics
+from .models import dumps
+from .service import FeedService
+
+log = logging.getLogger("feedserver.ws")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CLOSE_NORMAL = 1000
+CLOSE_UNAUTHENTICATED = 4001
+CLOSE_SLOW_CONSUMER = 4008
+
+
+class Connection:
+    """One client connection: the hub's ``Peer``, with a bounded outbound queue."""
+
+    __slots__ = ("_send", "_queue", "_limit", "_wake", "_abort", "_close_timeout", "_metrics",
+                 "close_code", "close_reason", "closing", "client", "__weakref__")
+
+    def __init__(self, send: Send, *, limit: int, close_timeout: float, metrics: Metrics, client: str) -> None:
+        self._send = send
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._limit = limit
+        self._wake = asyncio.Event()
+        self._close_timeout = close_timeout
+        self._metrics = metrics
+        self._abort = _transport_abort(send)
+        self.closing = False
+        self.close_code = CLOSE_NORMAL
+        self.close_reason = ""
+        self.client = client
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame; never blocks. A full queue closes the connection with 4008."""
+        if self.closing:
+            return
+        if len(self._queue) >= self._limit:
+            self._metrics.drops.inc()
+            log.warning("%s: slow consumer, %d frames queued; closing with 4008", self.client, len(self._queue))
+            self._queue.clear()
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue overflowed")
+            return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close after the frames already queued (4008 drops them); abort if the peer won't read."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code, self.close_reason = code, reason
+        self._wake.set()
+        if self._abort is not None:
+            asyncio.get_running_loop().call_later(self._close_timeout, self._abort)
+
+    async def writer(self) -> None:
+        """Drain the queue into the socket; then send the close frame."""
+        send, queue = self._send, self._queue
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while queue:
+                frame = queue.popleft()
+                await send({"type": "websocket.send", "text": frame.decode()})
+            if self.closing:
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": self.close_code, "reason": self.close_reason})
+                return
+
+
+def _transport_abort(send: Send) -> Callable[[], None] | None:
+    """uvicorn's protocol object behind ``send``, to abort a transport that will never drain.
+
+    ASGI has no way to drop a connection whose peer stopped reading (a close frame cannot be
+    written either); uvicorn's WebSocket protocols expose their transport, so use it if present.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if not callable(abort):
+        return None
+
+    def _abort() -> None:
+        if not transport.is_closing() or transport.get_write_buffer_size():
+            abort()
+
+    return _abort
+
+
+class WebSocketEndpoint:
+    """ASGI app for ``/v1/ws``."""
+
+    def __init__(
+        self,
+        service: FeedService,
+        auth: Authenticator,
+        metrics: Metrics,
+        *,
+        allowed_origins: list[str],
+        queue_size: int,
+        auth_timeout: float,
+        close_timeout: float,
+    ) -> None:
+        self.service = service
+        self.auth = auth
+        self.metrics = metrics
+        self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.queue_size = queue_size
+        self.auth_timeout = auth_timeout
+        self.close_timeout = close_timeout
+        self.connections: set[Connection] = set()
+
+    def origin_allowed(self, headers: Headers) -> bool:
+        """Browsers send ``Origin``; only the allowlist (or, when it is empty, the same host) may connect."""
+        origin = headers.get("origin")
+        if origin is None:
+            return True  # not a browser: services and CLI clients send no Origin
+        origin = origin.rstrip("/").lower()
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        if not self.allowed_origins:
+            return urlsplit(origin).netloc == (headers.get("host") or "").lower()
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        client = "%s:%s" % tuple(scope.get("client") or ("?", "?"))
+        if (await receive())["type"] != "websocket.connect":
+            return
+        if not self.origin_allowed(headers):
+            log.info("%s: refused WebSocket from origin %s", client, headers.get("origin"))
+            await _reject(scope, send, 403, "origin not allowed")
+            return
+        await send({"type": "websocket.accept"})
+        conn = Connection(send, limit=self.queue_size, close_timeout=self.close_timeout,
+                          metrics=self.metrics, client=client)
+        self.connections.add(conn)
+        self.metrics.connections.inc()
+        writer = asyncio.create_task(conn.writer(), name=f"ws-writer {client}")
+        session = Session(self, conn)
+        try:
+            await session.run(headers, receive)
+        finally:
+            self.service.hub.drop_peer(conn)
+            session.cancel_expiry()
+            if not conn.closing:
+                conn.close(CLOSE_NORMAL)
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await writer
+            except (TimeoutError, Exception):
+                writer.cancel()
+            self.connections.discard(conn)
+            self.metrics.connections.dec()
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every connection (graceful shutdown)."""
+        for conn in list(self.connections):
+            conn.close(code, reason)
+
+
+async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
+    """Refuse the handshake with an HTTP status (and a problem body where the server allows it)."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = dumps({"type": "urn:feedserver:problem:forbidden", "title": "Forbidden", "status": status,
+                      "detail": detail})
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/problem+json")]})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+class Session:
+    """The reader side of one connection: authentication and command dispatch."""
+
+    def __init__(self, endpoint: WebSocketEndpoint, conn: Connection) -> None:
+        self.endpoint = endpoint
+        self.service = endpoint.service
+        self.conn = conn
+        self.principal: Principal = endpoint.auth.anonymous
+        self._expiry: asyncio.TimerHandle | None = None
+
+    async def run(self, headers: Headers, receive: Receive) -> None:
+        """Authenticate (header or first message, 4001 after ``auth_timeout``), then serve messages."""
+        conn = self.conn
+        has_credentials = "authorization" in headers or "x-api-key" in headers
+        if has_credentials:
+            try:
+                self._adopt(await self.endpoint.auth.from_headers(headers))
+            except Unauthorized as exc:
+                conn.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
+                return
+        else:
+            try:
+                async with asyncio.timeout(self.endpoint.auth_timeout):
+                    message = await receive()
+            except TimeoutError:
+                conn.close(CLOSE_UNAUTHENTICATED, "no auth message within the auth timeout")
+                return
+            if not await self._handle_message(message):
+                return
+        while not conn.closing:
+            if not await self._handle_message(await receive()):
+                return
+
+    def _adopt(self, principal: Principal) -> None:
+        self.principal = principal
+        self.cancel_expiry()
+        if principal.expires_at is not None:
+            delay = max(principal.expires_at - time.time(), 0)
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, self.conn.close, CLOSE_UNAUTHENTICATED, "token expired"
+            )
+
+    def cancel_expiry(self) -> None:
+        """Forget the token-expiry timer."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    async def _handle_message(self, message: dict[str, Any]) -> bool:
+        """Handle one ASGI event; False once the connection is over."""
+        if message["type"] == "websocket.disconnect":
+            return False
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        ref: protocol.Ref = None
+        try:
+            command = protocol.parse_command(data)
+            ref = command.ref
+            await self._dispatch(command)
+        except FeedError as exc:
+            self.conn.send(protocol.error(exc, ref if ref is not None else protocol.peek_ref(data)))
+        except Exception:
+            log.exception("%s: error handling a message", self.conn.client)
+            self.conn.send(protocol.error(FeedError("internal error"), ref))
+        return not self.conn.closing
+
+    async def _dispatch(self, command: Any) -> None:
+        conn, ref = self.conn, command.ref
+        if isinstance(command, protocol.Auth):
+            try:
+                principal = await self.endpoint.auth.verify_token(command.token)
+            except Unauthorized as exc:  # a bad token ends the connection (SPEC §5: 4001)
+                conn.send(protocol.error(exc, ref))
+                conn.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
+                return
+            self._adopt(principal)
+            conn.send(protocol.welcome(principal.sub, ref))
+        elif isinstance(command, protocol.Subscribe):
+            since = (command.since.epoch, command.since.seq) if command.since else None
+            await self.service.subscribe(conn, self.principal, command.feed, since, ref)
+        elif isinstance(command, protocol.Unsubscribe):
+            self.service.unsubscribe(conn, command.feed)
+            conn.send(protocol.unsubscribed(command.feed, ref))
+        elif isinstance(command, protocol.Publish):
+            items = command.items()
+            bodies = await self.service.post(self.principal, command.feed, items,
+                                             batch=command.activities is not None)
+            conn.send(protocol.ack(bodies, ref))
+        elif isinstance(command, protocol.Ping):
+            conn.send(protocol.pong(ref))
+        else:  # pragma: no cover - parse_command only returns registered types
+            raise Invalid(f"unsupported message {type(command).__name__}")
