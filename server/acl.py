@@ -23,7 +23,12 @@ class Right(enum.IntFlag):
 
 
 ALL_RIGHTS = Right.READ | Right.WRITE | Right.MEMBER | Right.ADMIN
-_BY_NAME = {"read": Right.READ, "write": Right.WRITE, "member": Right.MEMBER | Right.READ, "admin": ALL_RIGHTS}
+_BY_NAME = {
+    "read": Right.READ,
+    "write": Right.WRITE,
+    "member": Right.MEMBER | Right.READ,
+    "admin": ALL_RIGHTS,
+}
 
 
 def parse_rights(names: Iterable[str]) -> Right:

@@ -70,18 +70,22 @@ class FeedApp:
             max_connections=256,
         )
         self.store = FeedStore(
-            self.redis, self.keys,
+            self.redis,
+            self.keys,
             max_feed_length=s.feeds.max_feed_length,
             resume_window=s.feeds.resume_window,
             retention_days=s.feeds.retention_days,
             timeout=s.redis.command_timeout,
         )
         self.hub = Hub(self.store, self.metrics)
-        self.broker = Broker(url, self.keys, self.hub.on_event, self.hub.on_resync,
-                             subscribe_timeout=s.redis.command_timeout)
+        self.broker = Broker(
+            url, self.keys, self.hub.on_event, self.hub.on_resync, subscribe_timeout=s.redis.command_timeout
+        )
         self.hub.attach(self.broker)
         self.service = FeedService(
-            self.store, self.hub, self.metrics,
+            self.store,
+            self.hub,
+            self.metrics,
             default_audience=s.feeds.default_audience,
             max_activity_bytes=s.feeds.max_activity_bytes,
             max_batch=s.feeds.max_batch,
@@ -103,10 +107,13 @@ class FeedApp:
             lambda: self.broker.round_trip(self.store.publish_probe, s.redis.command_timeout),
         )
         max_body = s.feeds.max_batch * s.feeds.max_activity_bytes + 65536
-        self.native = NativeApi(self.service, self.auth, self.metrics, max_body_bytes=max_body,
-                                readiness=self.readiness)
+        self.native = NativeApi(
+            self.service, self.auth, self.metrics, max_body_bytes=max_body, readiness=self.readiness
+        )
         self.ws = WebSocketEndpoint(
-            self.service, self.auth, self.metrics,
+            self.service,
+            self.auth,
+            self.metrics,
             allowed_origins=s.server.allowed_origins,
             queue_size=s.server.queue_size,
             auth_timeout=s.server.auth_timeout,

@@ -21,9 +21,7 @@ from .acl import ANONYMOUS, Principal, Right, parse_feed_rights, parse_rights
 from .errors import Unauthorized
 
 _HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
-_ASYMMETRIC_ALGS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
+_ASYMMETRIC_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 LEEWAY_SECONDS = 5
 
 

@@ -32,8 +32,13 @@ def _token_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="feedserver token", description="Mint a JWT signed with the configured secret.")
     p.add_argument("--config", help="config file (default: $FEED_CONFIG or ./config.toml)")
     p.add_argument("--sub", required=True, help="the identity (JWT 'sub')")
-    p.add_argument("--feed", action="append", default=[], metavar="PATTERN=RIGHTS",
-                   help="feed rights, e.g. 'booking:*=read,write' (repeatable)")
+    p.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="PATTERN=RIGHTS",
+        help="feed rights, e.g. 'booking:*=read,write' (repeatable)",
+    )
     p.add_argument("--role", action="append", default=[], help="a role (repeatable)")
     p.add_argument("--name", help="display name (enriches the actor)")
     p.add_argument("--picture", help="avatar URL (enriches the actor)")
@@ -67,7 +72,10 @@ def _token(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     if not settings.auth.jwt_secret:
-        print("feedserver token: no [auth] jwt_secret configured (set it, or FEED_AUTH__JWT_SECRET)", file=sys.stderr)
+        print(
+            "feedserver token: no [auth] jwt_secret configured (set it, or FEED_AUTH__JWT_SECRET)",
+            file=sys.stderr,
+        )
         return 2
     feeds: dict[str, list[str]] = {}
     for spec in args.feed:
@@ -77,8 +85,16 @@ def _token(args: argparse.Namespace) -> int:
             return 2
         feeds.setdefault(pattern, []).extend(r.strip() for r in rights.split(",") if r.strip())
     try:
-        token = mint_token(settings.auth.jwt_secret, args.sub, feeds=feeds, roles=args.role, name=args.name,
-                           picture=args.picture, admin=args.admin, ttl=args.ttl)
+        token = mint_token(
+            settings.auth.jwt_secret,
+            args.sub,
+            feeds=feeds,
+            roles=args.role,
+            name=args.name,
+            picture=args.picture,
+            admin=args.admin,
+            ttl=args.ttl,
+        )
     except ValueError as exc:
         print(f"feedserver token: {exc}", file=sys.stderr)
         return 2

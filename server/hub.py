@@ -41,10 +41,17 @@ class Peer(Protocol):
 class Cursor(Protocol):
     """A feed's position and the events after a resume cursor (``store.CursorResult``)."""
 
-    epoch: str
-    seq: int
-    recovered: bool
-    events: list[bytes]
+    @property
+    def epoch(self) -> str: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def recovered(self) -> bool: ...
+
+    @property
+    def events(self) -> list[bytes]: ...
 
 
 class ChangeSource(Protocol):
@@ -104,8 +111,18 @@ class Room:
     """The local subscribers of one feed, indexed by what audiences admit them."""
 
     __slots__ = (
-        "feed", "epoch", "seq", "subs", "authed", "admins", "members", "by_sub", "by_role",
-        "pending", "filling", "joined",
+        "feed",
+        "epoch",
+        "seq",
+        "subs",
+        "authed",
+        "admins",
+        "members",
+        "by_sub",
+        "by_role",
+        "pending",
+        "filling",
+        "joined",
     )
 
     def __init__(self, feed: str) -> None:
@@ -400,8 +417,12 @@ class Hub:
 
     def _reset(self, room: Room, epoch: str, seq: int) -> None:
         """Tell every subscriber of ``room`` to reload; continue from (epoch, seq)."""
-        log.warning("feed %s: history changed or lost (epoch %s → %s); resetting subscribers",
-                    room.feed, room.epoch, epoch)
+        log.warning(
+            "feed %s: history changed or lost (epoch %s → %s); resetting subscribers",
+            room.feed,
+            room.epoch,
+            epoch,
+        )
         frame = protocol.reset(room.feed, epoch)
         for sub in room.subs.values():
             sub.deliver(float("inf"), frame)
@@ -416,8 +437,11 @@ class Hub:
             if prev is not None and not _same_visibility(prev, activity):
                 before, after = set(room.recipients(prev)), set(room.recipients(activity))
                 self._send(before & after, seq, protocol.activity_frame(feed, seq, "updated", activity))
-                self._send(before - after, seq, protocol.activity_frame(feed, seq, "deleted",
-                                                                         protocol.deleted_stub(activity)))
+                self._send(
+                    before - after,
+                    seq,
+                    protocol.activity_frame(feed, seq, "deleted", protocol.deleted_stub(activity)),
+                )
                 self._send(after - before, seq, protocol.activity_frame(feed, seq, "created", activity))
                 return
         payload = protocol.deleted_stub(activity) if kind == "deleted" else activity
@@ -447,9 +471,7 @@ def _seq(event: Mapping[str, Any]) -> int:
 
 
 def _same_visibility(prev: Mapping[str, Any], activity: Mapping[str, Any]) -> bool:
-    return actor_id(prev) == actor_id(activity) and (prev.get("audience") or []) == (
-        activity.get("audience") or []
-    )
+    return actor_id(prev) == actor_id(activity) and (prev.get("audience") or []) == (activity.get("audience") or [])
 
 
 __all__: Sequence[str] = ["Hub", "Peer", "Room", "Subscription", "event_for"]

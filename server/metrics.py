@@ -30,10 +30,8 @@ class Metrics:
             "feed_activity_writes", "Activities written (created, updated or deleted)", ["op"], registry=r
         )
         self.deliveries = Counter("feed_deliveries", "Event frames handed to subscribers", registry=r)
-        self.drops = Counter("feed_slow_consumer_closes", "Connections closed with 4008 (queue overflow)",
-                             registry=r)
-        self.gaps = Counter("feed_gap_events_filled", "Events fetched from the change log to fill gaps",
-                            registry=r)
+        self.drops = Counter("feed_slow_consumer_closes", "Connections closed with 4008 (queue overflow)", registry=r)
+        self.gaps = Counter("feed_gap_events_filled", "Events fetched from the change log to fill gaps", registry=r)
         self.resets = Counter("feed_resets", "Subscribers told to reload (reset)", registry=r)
         self.write_latency = Histogram(
             "feed_write_seconds",

@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import (
     BaseModel,
-    TypeAdapter,
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -36,8 +36,19 @@ _ULID_TEXT = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 SERVER_OWNED = frozenset({"id", "feed", "seq", "created_at", "updated_at", "version"})
 #: Names no activity may use as a custom field (SPEC §2).
 RESERVED = frozenset(
-    {"activity_id", "activity", "analytics", "extra_context", "is_read", "is_seen", "origin", "score",
-     "site_id", "seq", "epoch"}
+    {
+        "activity_id",
+        "activity",
+        "analytics",
+        "extra_context",
+        "is_read",
+        "is_seen",
+        "origin",
+        "score",
+        "site_id",
+        "seq",
+        "epoch",
+    }
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -286,11 +297,19 @@ class ActivityIn(BaseModel):
 _IGNORED_INPUT = SERVER_OWNED - {"id", "version"}
 
 
+_UNION_TAGS = frozenset({"constrained-str", "str", "int", "ObjectRef", "TargetRef", "ActorRef"})
+
+
+def _is_union_tag(part: str | int) -> bool:
+    """pydantic puts the tried member of a union (``str``, ``ObjectRef``…) in error locations."""
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith(("function-", "dict[", "list[")))
+
+
 def validation_error(exc: ValidationError, prefix: str = "") -> Invalid:
     """Turn a pydantic error into a 422 that lists each failing field."""
     errors = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after", "function-before"))
+        loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
         if prefix:
             loc = f"{prefix}.{loc}" if loc else prefix
         msg = err["msg"].removeprefix("Value error, ")
@@ -323,9 +342,7 @@ def build_body(
     body: dict[str, Any] = {"feed": feed, "actor": actor, "verb": item.verb}
     body["object"] = item.object if isinstance(item.object, str) else item.object.model_dump(exclude_none=True)
     if item.target is not None:
-        body["target"] = item.target if isinstance(item.target, str) else item.target.model_dump(
-            exclude_none=True
-        )
+        body["target"] = item.target if isinstance(item.target, str) else item.target.model_dump(exclude_none=True)
     body["time"] = format_time(when)
     if item.foreign_id is not None:
         body["foreign_id"] = item.foreign_id

@@ -13,7 +13,12 @@ from . import __version__
 from .models import ActivityIn
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
-_FEED = {"name": "feed", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_\\-:.@]{1,128}$"}}
+_FEED = {
+    "name": "feed",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_\\-:.@]{1,128}$"},
+}
 _ID = {"name": "activity_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -37,8 +42,13 @@ _ERRORS = {
 
 
 def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema or {"type": "string"}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
 
 
 class OpenApi:
@@ -54,17 +64,24 @@ class OpenApi:
                 "type": "object",
                 "description": "A stored activity (SPEC §2): the input plus server-owned fields.",
                 "properties": {
-                    "id": {"type": "string"}, "feed": {"type": "string"}, "seq": {"type": "integer"},
-                    "version": {"type": "integer"}, "created_at": {"type": "string"},
-                    "updated_at": {"type": "string"}, "time": {"type": "string"},
+                    "id": {"type": "string"},
+                    "feed": {"type": "string"},
+                    "seq": {"type": "integer"},
+                    "version": {"type": "integer"},
+                    "created_at": {"type": "string"},
+                    "updated_at": {"type": "string"},
+                    "time": {"type": "string"},
                 },
                 "additionalProperties": True,
             },
             "Problem": {
                 "type": "object",
                 "properties": {
-                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                    "detail": {"type": "string"}, "instance": {"type": "string"},
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "instance": {"type": "string"},
                     "errors": {"type": "array", "items": {"type": "object"}},
                 },
             },
@@ -77,43 +94,93 @@ class OpenApi:
         self.paths.setdefault(path, {})[method.lower()] = operation
 
     def _native(self) -> None:
-        activities = {"type": "object", "properties": {
-            "activities": {"type": "array", "items": {"$ref": "#/components/schemas/Activity"}}}}
-        self.add_path("/v1/feeds/{feed}/activities", "post", {
-            "summary": "Add one activity, or a batch of up to 100",
-            "parameters": [_FEED],
-            "requestBody": json_body({"oneOf": [
-                {"$ref": "#/components/schemas/ActivityIn"},
-                {"type": "object", "properties": {"activities": {"type": "array", "maxItems": 100,
-                                                                 "items": {"$ref": "#/components/schemas/ActivityIn"}}}},
-            ]}),
-            "responses": {"201": json_body(activities, "Stored activities"), **_ERRORS,
-                          "409": problem("Conflicting id and foreign_id/time"),
-                          "413": problem("Activity or batch too large")},
-        })
-        self.add_path("/v1/feeds/{feed}/activities", "get", {
-            "summary": "History page, newest first, filtered by what the caller may see",
-            "parameters": [
-                _FEED,
-                _query("limit", "Page size (default 25, at most 100)", {"type": "integer"}),
-                _query("id_lt", "Older than this activity id"), _query("id_lte", "This id and older"),
-                _query("id_gt", "Newer than this id (the nearest ones)"), _query("id_gte", "This id and newer"),
-                _query("offset", "Skip this many matching activities", {"type": "integer"}),
-                _query("verb", "Only this verb"), _query("actor", "Only this actor id"),
-            ],
-            "responses": {"200": json_body({"type": "object", "properties": {
-                "results": {"type": "array", "items": {"$ref": "#/components/schemas/Activity"}},
-                "next": {"type": ["string", "null"]}}}, "A page"), **_ERRORS},
-        })
-        self.add_path("/v1/feeds/{feed}/activities/{activity_id}", "get", {
-            "summary": "One activity (404 when missing or hidden from the caller)",
-            "parameters": [_FEED, _ID],
-            "responses": {"200": json_body({"$ref": "#/components/schemas/Activity"}),
-                          "404": problem("Unknown or hidden"), **_ERRORS},
-        })
-        for path, summary in (("/healthz", "The process is up"),
-                              ("/readyz", "Redis and the pub/sub path answer (503 otherwise)"),
-                              ("/metrics", "Prometheus metrics")):
+        activities = {
+            "type": "object",
+            "properties": {"activities": {"type": "array", "items": {"$ref": "#/components/schemas/Activity"}}},
+        }
+        self.add_path(
+            "/v1/feeds/{feed}/activities",
+            "post",
+            {
+                "summary": "Add one activity, or a batch of up to 100",
+                "parameters": [_FEED],
+                "requestBody": json_body(
+                    {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/ActivityIn"},
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "activities": {
+                                        "type": "array",
+                                        "maxItems": 100,
+                                        "items": {"$ref": "#/components/schemas/ActivityIn"},
+                                    }
+                                },
+                            },
+                        ]
+                    }
+                ),
+                "responses": {
+                    "201": json_body(activities, "Stored activities"),
+                    **_ERRORS,
+                    "409": problem("Conflicting id and foreign_id/time"),
+                    "413": problem("Activity or batch too large"),
+                },
+            },
+        )
+        self.add_path(
+            "/v1/feeds/{feed}/activities",
+            "get",
+            {
+                "summary": "History page, newest first, filtered by what the caller may see",
+                "parameters": [
+                    _FEED,
+                    _query("limit", "Page size (default 25, at most 100)", {"type": "integer"}),
+                    _query("id_lt", "Older than this activity id"),
+                    _query("id_lte", "This id and older"),
+                    _query("id_gt", "Newer than this id (the nearest ones)"),
+                    _query("id_gte", "This id and newer"),
+                    _query("offset", "Skip this many matching activities", {"type": "integer"}),
+                    _query("verb", "Only this verb"),
+                    _query("actor", "Only this actor id"),
+                ],
+                "responses": {
+                    "200": json_body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "results": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Activity"},
+                                },
+                                "next": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page",
+                    ),
+                    **_ERRORS,
+                },
+            },
+        )
+        self.add_path(
+            "/v1/feeds/{feed}/activities/{activity_id}",
+            "get",
+            {
+                "summary": "One activity (404 when missing or hidden from the caller)",
+                "parameters": [_FEED, _ID],
+                "responses": {
+                    "200": json_body({"$ref": "#/components/schemas/Activity"}),
+                    "404": problem("Unknown or hidden"),
+                    **_ERRORS,
+                },
+            },
+        )
+        for path, summary in (
+            ("/healthz", "The process is up"),
+            ("/readyz", "Redis and the pub/sub path answer (503 otherwise)"),
+            ("/metrics", "Prometheus metrics"),
+        ):
             self.add_path(path, "get", {"summary": summary, "responses": {"200": {"description": "OK"}}})
 
     def document(self) -> dict[str, Any]:
@@ -124,8 +191,8 @@ class OpenApi:
                 "title": "Activity feed server",
                 "version": __version__,
                 "description": "Activities stored in Redis and pushed live over WebSocket (`GET /v1/ws`, "
-                               "see the WebSocket protocol in the README). Authenticate with "
-                               "`Authorization: Bearer <JWT>` or `X-API-Key`.",
+                "see the WebSocket protocol in the README). Authenticate with "
+                "`Authorization: Bearer <JWT>` or `X-API-Key`.",
             },
             "paths": self.paths,
             "components": {
@@ -160,5 +227,6 @@ class OpenApi:
             "<p>Machine-readable description: <a href='/openapi.json'>/openapi.json</a>. "
             "Live events: WebSocket <code>/v1/ws</code>.</p>"
             "<table><tr><th>method</th><th>path</th><th>does</th><th>statuses</th></tr>"
-            + "".join(rows) + "</table></body></html>"
+            + "".join(rows)
+            + "</table></body></html>"
         )

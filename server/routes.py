@@ -31,12 +31,16 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
     try:
         value = int(raw)
     except ValueError:
-        raise Invalid(f"{name} must be an integer",
-                      errors=[{"loc": f"query.{name}", "msg": "not an integer", "type": "int_parsing"}]) from None
+        raise Invalid(
+            f"{name} must be an integer",
+            errors=[{"loc": f"query.{name}", "msg": "not an integer", "type": "int_parsing"}],
+        ) from None
     if value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise Invalid(f"{name} must be {bound}",
-                      errors=[{"loc": f"query.{name}", "msg": f"must be {bound}", "type": "range"}])
+        raise Invalid(
+            f"{name} must be {bound}",
+            errors=[{"loc": f"query.{name}", "msg": f"must be {bound}", "type": "range"}],
+        )
     return value
 
 
@@ -77,8 +81,10 @@ class NativeApi:
         if isinstance(body, dict) and "activities" in body and "verb" not in body:
             items = body["activities"]
             if not isinstance(items, list):
-                raise Invalid("activities must be a list",
-                              errors=[{"loc": "activities", "msg": "must be a list", "type": "list_type"}])
+                raise Invalid(
+                    "activities must be a list",
+                    errors=[{"loc": "activities", "msg": "must be a list", "type": "list_type"}],
+                )
             bodies = await self.service.post(principal, feed, items, batch=True)
         else:
             bodies = await self.service.post(principal, feed, [body], batch=False)

@@ -102,8 +102,10 @@ class FeedService:
         """Add activities to ``feed`` (one, or a batch of up to ``max_batch``); returns stored bodies."""
         rights = self.require(principal, feed, Right.WRITE)
         if batch and not raw_items:
-            raise Invalid("activities must not be empty",
-                          errors=[{"loc": "activities", "msg": "at least one activity", "type": "too_short"}])
+            raise Invalid(
+                "activities must not be empty",
+                errors=[{"loc": "activities", "msg": "at least one activity", "type": "too_short"}],
+            )
         if len(raw_items) > self.max_batch:
             raise PayloadTooLarge(f"at most {self.max_batch} activities per request")
         parsed: list[ActivityIn] = []
@@ -137,9 +139,7 @@ class FeedService:
     ) -> WriteItem:
         loc = "" if index is None else f"activities.{index}."
         actor = self._actor(principal, item, is_admin, loc)
-        audience = (
-            [entry.as_json() for entry in item.audience] if item.audience is not None else self.default_audience
-        )
+        audience = [entry.as_json() for entry in item.audience] if item.audience is not None else self.default_audience
         when = item.time or now()
         activity_id = item.id or new_id(when)
         body = build_body(item, feed=feed, actor=actor, audience=audience, when=when, updated_at=stamp)
@@ -191,23 +191,32 @@ class FeedService:
         self.require(principal, feed, Right.READ)
         viewer = principal.viewer(feed)
         if not 1 <= query.limit <= self.max_page:
-            raise Invalid(f"limit must be between 1 and {self.max_page}",
-                          errors=[{"loc": "limit", "msg": f"1..{self.max_page}", "type": "range"}])
+            raise Invalid(
+                f"limit must be between 1 and {self.max_page}",
+                errors=[{"loc": "limit", "msg": f"1..{self.max_page}", "type": "range"}],
+            )
         lt, lt_incl = (query.id_lte, True) if query.id_lte else (query.id_lt or "", False)
         gt, gt_incl = (query.id_gte, True) if query.id_gte else (query.id_gt or "", False)
-        ascending = bool(gt) and not lt
+        ascending = bool(gt) and not lt  # only a lower bound: the nearest newer ones
         want = query.offset + query.limit
         chunk = min(max(want + 1, 50), 500)
         matched: list[tuple[str, bytes]] = []
         scanned = 0
         last_id: str | None = None
         exhausted = False
-        while len(matched) <= want and scanned < MAX_SCAN:
+        while len(matched) <= want and scanned < MAX_SCAN and not exhausted:
             bodies = await self.store.read_chunk(
-                feed, lt=lt, lt_inclusive=lt_incl, lt_score=ulid_ms(lt) if lt else None,
-                gt=gt, gt_inclusive=gt_incl, gt_score=ulid_ms(gt) if gt else None,
-                ascending=ascending, count=chunk,
+                feed,
+                lt=lt,
+                lt_inclusive=lt_incl,
+                lt_score=ulid_ms(lt) if lt else None,
+                gt=gt,
+                gt_inclusive=gt_incl,
+                gt_score=ulid_ms(gt) if gt else None,
+                ascending=ascending,
+                count=chunk,
             )
+            exhausted = len(bodies) < chunk
             for raw in reversed(bodies) if ascending else bodies:
                 doc = orjson.loads(raw)
                 scanned += 1
@@ -216,31 +225,16 @@ class FeedService:
                     matched.append((last_id, raw))
                     if len(matched) > want:
                         break
-            if len(bodies) < chunk:
-                exhausted = True
-                break
-            if last_id is None:  # pragma: no cover - a full chunk always has an id
-                break
-            if ascending:
+            if ascending and last_id:
                 gt, gt_incl = last_id, False
-            else:
+            elif last_id:
                 lt, lt_incl = last_id, False
         page = matched[query.offset : want]
-        more = len(matched) > want or (not exhausted and scanned >= MAX_SCAN)
-        next_query: dict[str, Any] | None = None
-        if more and (page or last_id):
-            edge = page[-1][0] if len(matched) > want else last_id
-            next_query = {"limit": query.limit}
-            if ascending:
-                next_query["id_gt"] = edge
-            else:
-                next_query["id_lt"] = edge
-                if query.id_gt or query.id_gte:
-                    next_query["id_gte" if query.id_gte else "id_gt"] = query.id_gte or query.id_gt
-            if query.verb:
-                next_query["verb"] = query.verb
-            if query.actor:
-                next_query["actor"] = query.actor
+        next_query = None
+        if len(matched) > want:  # at least one more match exists after this page
+            next_query = _next_query(query, page[-1][0], ascending)
+        elif not exhausted and last_id:  # scan budget spent on hidden/filtered ones: go on from there
+            next_query = _next_query(query, last_id, ascending)
         bodies_out = [raw for _, raw in page]
         if ascending:
             bodies_out.reverse()
@@ -258,6 +252,24 @@ class FeedService:
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Stop a connection's subscription; False if it had none."""
         return self.hub.unsubscribe(peer, feed)
+
+
+def _next_query(query: PageQuery, edge: str, ascending: bool) -> dict[str, Any]:
+    """The query of the page after the one that ended at activity ``edge``."""
+    out: dict[str, Any] = {"limit": query.limit}
+    if ascending:
+        out["id_gt"] = edge
+    else:
+        out["id_lt"] = edge
+        if query.id_gte:
+            out["id_gte"] = query.id_gte
+        elif query.id_gt:
+            out["id_gt"] = query.id_gt
+    if query.verb:
+        out["verb"] = query.verb
+    if query.actor:
+        out["actor"] = query.actor
+    return out
 
 
 def _matches(doc: dict[str, Any], viewer: Viewer, query: PageQuery) -> bool:

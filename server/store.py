@@ -154,9 +154,14 @@ class FeedStore:
         """Up to ``count`` stored bodies between the bounds, newest first (see ``lua/read.lua``)."""
         k = self.keys.feed(feed)
         args = [
-            lt, "1" if lt_inclusive else "", "" if lt_score is None else lt_score,
-            gt, "1" if gt_inclusive else "", "" if gt_score is None else gt_score,
-            "asc" if ascending else "desc", count,
+            lt,
+            "1" if lt_inclusive else "",
+            "" if lt_score is None else lt_score,
+            gt,
+            "1" if gt_inclusive else "",
+            "" if gt_score is None else gt_score,
+            "asc" if ascending else "desc",
+            count,
         ]
         result = await self._call(lambda: self._read(keys=k, args=args))
         if result[0] == b"bad":
@@ -166,12 +171,12 @@ class FeedStore:
     async def get(self, feed: str, activity_id: str) -> bytes | None:
         """The stored body of one activity, or None."""
         acts = self.keys.feed(feed).acts
-        result: bytes | None = await self._call(lambda: self._redis.hget(acts, activity_id))  # type: ignore[misc]
-        return result
+        result = await self._call(lambda: self._redis.hget(acts, activity_id))
+        return result if isinstance(result, bytes) else None
 
     async def ping(self) -> bool:
         """True if Redis answers."""
-        return bool(await self._call(self._redis.ping))  # type: ignore[arg-type]
+        return bool(await self._call(self._redis.ping))
 
     async def publish_probe(self, channel: str, payload: bytes) -> int:
         """Publish on a throwaway channel (``/readyz`` round trip); returns the receiver count."""

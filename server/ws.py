@@ -40,10 +40,28 @@ CLOSE_SLOW_CONSUMER = 4008
 
 
 class Connection:
-    """One client connection: the hub's ``Peer``, with a bounded outbound queue."""
+    """One client connection: the hub's ``Peer``.
 
-    __slots__ = ("_send", "_queue", "_limit", "_wake", "_abort", "_close_timeout", "_metrics",
-                 "close_code", "close_reason", "closing", "client", "__weakref__")
+    Frames are written straight to the socket while it accepts data (as ``websockets.broadcast``
+    does), so a burst fanned out in one loop tick costs no task switches; only when the socket
+    backs up do frames wait in a bounded queue drained by ``writer()``. The queue therefore holds
+    exactly what a slow client has not taken, and overflowing it closes the connection (4008).
+    """
+
+    __slots__ = (
+        "_send",
+        "_queue",
+        "_limit",
+        "_wake",
+        "_direct",
+        "_close_timeout",
+        "_metrics",
+        "close_code",
+        "close_reason",
+        "closing",
+        "client",
+        "__weakref__",
+    )
 
     def __init__(self, send: Send, *, limit: int, close_timeout: float, metrics: Metrics, client: str) -> None:
         self._send = send
@@ -52,23 +70,31 @@ class Connection:
         self._wake = asyncio.Event()
         self._close_timeout = close_timeout
         self._metrics = metrics
-        self._abort = _transport_abort(send)
+        self._direct = DirectWriter.attach(send)
         self.closing = False
         self.close_code = CLOSE_NORMAL
         self.close_reason = ""
         self.client = client
 
+    @property
+    def direct(self) -> bool:
+        """True when frames can be written without going through ASGI ``send``."""
+        return self._direct is not None
+
     def send(self, frame: bytes) -> None:
-        """Queue a frame; never blocks. A full queue closes the connection with 4008."""
+        """Write or queue a frame; never blocks. A full queue closes the connection with 4008."""
         if self.closing:
             return
-        if len(self._queue) >= self._limit:
+        queue = self._queue
+        if not queue and self._direct is not None and self._direct.write(frame):
+            return
+        if len(queue) >= self._limit:
             self._metrics.drops.inc()
-            log.warning("%s: slow consumer, %d frames queued; closing with 4008", self.client, len(self._queue))
-            self._queue.clear()
+            log.warning("%s: slow consumer, %d frames queued; closing with 4008", self.client, len(queue))
+            queue.clear()
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue overflowed")
             return
-        self._queue.append(frame)
+        queue.append(frame)
         self._wake.set()
 
     def close(self, code: int, reason: str = "") -> None:
@@ -78,40 +104,67 @@ class Connection:
         self.closing = True
         self.close_code, self.close_reason = code, reason
         self._wake.set()
-        if self._abort is not None:
-            asyncio.get_running_loop().call_later(self._close_timeout, self._abort)
+        if self._direct is not None:
+            asyncio.get_running_loop().call_later(self._close_timeout, self._direct.abort_if_stuck)
 
     async def writer(self) -> None:
-        """Drain the queue into the socket; then send the close frame."""
+        """Drain the queue (the socket was full) through ASGI ``send``; then send the close frame."""
         send, queue = self._send, self._queue
         while True:
             await self._wake.wait()
             self._wake.clear()
             while queue:
-                frame = queue.popleft()
-                await send({"type": "websocket.send", "text": frame.decode()})
+                # Peek, send, then pop: while the send waits for the socket, send() above sees a
+                # non-empty queue and appends behind this frame instead of overtaking it.
+                await send({"type": "websocket.send", "text": queue[0].decode()})
+                if queue:
+                    queue.popleft()
             if self.closing:
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": self.close_code, "reason": self.close_reason})
                 return
 
 
-def _transport_abort(send: Send) -> Callable[[], None] | None:
-    """uvicorn's protocol object behind ``send``, to abort a transport that will never drain.
+class DirectWriter:
+    """Synchronous frame writes through uvicorn's ``websockets-sansio`` protocol object.
 
-    ASGI has no way to drop a connection whose peer stopped reading (a close frame cannot be
-    written either); uvicorn's WebSocket protocols expose their transport, so use it if present.
+    ASGI only offers an awaitable ``send``; awaiting it per subscriber would make fan-out pay a
+    task switch per frame, and ASGI cannot drop a peer whose socket never drains. uvicorn's
+    protocol object (behind the bound ``send``) holds the websockets ``ServerProtocol`` and the
+    transport, so this does what uvicorn's own ``send`` does for ``websocket.send`` — minus the
+    await — whenever the transport is writable. ``attach`` returns None for any other server, and
+    everything then goes through ASGI ``send``.
     """
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    abort = getattr(transport, "abort", None)
-    if not callable(abort):
-        return None
 
-    def _abort() -> None:
+    __slots__ = ("_proto",)
+
+    _REQUIRED = ("conn", "transport", "writable", "close_sent")
+
+    def __init__(self, proto: Any) -> None:
+        self._proto = proto
+
+    @classmethod
+    def attach(cls, send: Send) -> DirectWriter | None:
+        """A writer for the protocol behind ``send``, if it is uvicorn's sans-I/O one."""
+        proto = getattr(send, "__self__", None)
+        if type(proto).__name__ != "WebSocketsSansIOProtocol" or not all(hasattr(proto, a) for a in cls._REQUIRED):
+            return None
+        return cls(proto)
+
+    def write(self, frame: bytes) -> bool:
+        """Write one text frame now; False if the socket is backed up or closing (queue it instead)."""
+        proto = self._proto
+        if proto.close_sent or not proto.writable.is_set() or proto.transport.is_closing():
+            return False
+        proto.conn.send_text(frame)
+        proto.transport.write(b"".join(proto.conn.data_to_send()))
+        return True
+
+    def abort_if_stuck(self) -> None:
+        """Drop the connection if, ``close_timeout`` after closing, its socket still holds data."""
+        transport = self._proto.transport
         if not transport.is_closing() or transport.get_write_buffer_size():
-            abort()
-
-    return _abort
+            transport.abort()
 
 
 class WebSocketEndpoint:
@@ -151,7 +204,7 @@ class WebSocketEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
-        client = "%s:%s" % tuple(scope.get("client") or ("?", "?"))
+        client = "{}:{}".format(*tuple(scope.get("client") or ("?", "?")))
         if (await receive())["type"] != "websocket.connect":
             return
         if not self.origin_allowed(headers):
@@ -159,8 +212,9 @@ class WebSocketEndpoint:
             await _reject(scope, send, 403, "origin not allowed")
             return
         await send({"type": "websocket.accept"})
-        conn = Connection(send, limit=self.queue_size, close_timeout=self.close_timeout,
-                          metrics=self.metrics, client=client)
+        conn = Connection(
+            send, limit=self.queue_size, close_timeout=self.close_timeout, metrics=self.metrics, client=client
+        )
         self.connections.add(conn)
         self.metrics.connections.inc()
         writer = asyncio.create_task(conn.writer(), name=f"ws-writer {client}")
@@ -189,10 +243,21 @@ class WebSocketEndpoint:
 async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
     """Refuse the handshake with an HTTP status (and a problem body where the server allows it)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        body = dumps({"type": "urn:feedserver:problem:forbidden", "title": "Forbidden", "status": status,
-                      "detail": detail})
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/problem+json")]})
+        body = dumps(
+            {
+                "type": "urn:feedserver:problem:forbidden",
+                "title": "Forbidden",
+                "status": status,
+                "detail": detail,
+            }
+        )
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/problem+json")],
+            }
+        )
         await send({"type": "websocket.http.response.body", "body": body})
     else:
         await send({"type": "websocket.close", "code": 1008})
@@ -284,8 +349,7 @@ class Session:
             conn.send(protocol.unsubscribed(command.feed, ref))
         elif isinstance(command, protocol.Publish):
             items = command.items()
-            bodies = await self.service.post(self.principal, command.feed, items,
-                                             batch=command.activities is not None)
+            bodies = await self.service.post(self.principal, command.feed, items, batch=command.activities is not None)
             conn.send(protocol.ack(bodies, ref))
         elif isinstance(command, protocol.Ping):
             conn.send(protocol.pong(ref))

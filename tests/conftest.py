@@ -107,7 +107,8 @@ class RunningServer:
         if token and auth == "header":
             headers["Authorization"] = f"Bearer {token}"
         conn = await asyncio.wait_for(
-            websockets.connect(self.ws_url, additional_headers=headers, open_timeout=TIMEOUT, **kwargs), TIMEOUT
+            websockets.connect(self.ws_url, additional_headers=headers, open_timeout=TIMEOUT, **kwargs),
+            TIMEOUT,
         )
         self.clients.append(conn)
         if token and auth == "message":

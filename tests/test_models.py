@@ -1,0 +1,139 @@
+"""Activity validation and encoding (SPEC §2), without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from server.errors import Invalid
+from server.models import (
+    check_feed_name,
+    format_time,
+    new_id,
+    parse_activity,
+    parse_audience,
+    time_ms,
+    ulid_ms,
+)
+
+
+def test_ulid_encodes_time_and_sorts_by_it():
+    """Ids are ULIDs of the activity time, so id order is time order."""
+    t1 = datetime(2026, 1, 14, 9, 30, 0, 123000, tzinfo=UTC)
+    t2 = datetime(2026, 1, 14, 9, 30, 0, 124000, tzinfo=UTC)
+    a, b = new_id(t1), new_id(t2)
+    assert ulid_ms(a) == time_ms(t1) == 1768383000123
+    assert a < b
+    assert ulid_ms("not-a-ulid") is None
+
+
+def test_time_is_utc_with_milliseconds():
+    """Times are stored in UTC with millisecond precision."""
+    a = parse_activity({"verb": "v", "object": "o", "time": "2026-01-14T10:30:00.123456+01:00"})
+    assert format_time(a.time) == "2026-01-14T09:30:00.123Z"
+
+
+def test_audience_shorthand_and_object_forms():
+    """Shorthand strings become the object form; notify only when true."""
+    assert parse_audience(["public", "identity:u-7", {"type": "role", "id": "acc", "notify": True}]) == [
+        {"type": "public"},
+        {"type": "identity", "id": "u-7"},
+        {"type": "role", "id": "acc", "notify": True},
+    ]
+
+
+@pytest.mark.parametrize("audience", [["identity"], ["nobody"], [{"type": "public", "id": "x"}], "public"])
+def test_bad_audience_is_refused(audience):
+    """identity/role need an id, others take none, unknown types and non-lists are refused."""
+    with pytest.raises(Invalid):
+        parse_activity({"verb": "v", "object": "o", "audience": audience})
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        ({"object": "o"}, "verb"),
+        ({"verb": "v"}, "object"),
+        ({"verb": "v" * 256, "object": "o"}, "verb"),
+        ({"verb": "é" * 128, "object": "o"}, "verb"),  # 256 bytes
+        ({"verb": "v", "object": {"type": "booking"}}, "object"),
+        ({"verb": "v", "object": "o", "attachments": [{"type": "file"}]}, "attachments.0"),
+        ({"verb": "v", "object": "o", "attachments": [{"type": "gif", "id": "x"}]}, "attachments.0.type"),
+        ({"verb": "v", "object": "o", "changes": {"title": {"before": 1}}}, "changes.title.before"),
+        ({"verb": "v", "object": "o", "template": "{{user} did"}, "template"),
+        ({"verb": "v", "object": "o", "template_data": {"a": 1}}, ""),
+        ({"verb": "v", "object": "o", "to": ["bad feed"]}, "to.0"),
+        ({"verb": "v", "object": "o", "time": "yesterday"}, "time"),
+    ],
+)
+def test_invalid_fields_are_listed(raw, loc):
+    """Each invalid field is reported with its location."""
+    with pytest.raises(Invalid) as info:
+        parse_activity(raw)
+    assert loc in [e["loc"] for e in info.value.errors]
+
+
+@pytest.mark.parametrize("name", ["score", "is_read", "origin", "activity_id", "epoch", "analytics"])
+def test_reserved_names_are_refused(name):
+    """Reserved names cannot be custom fields."""
+    with pytest.raises(Invalid) as info:
+        parse_activity({"verb": "v", "object": "o", name: 1})
+    assert name in info.value.detail
+
+
+def test_custom_and_server_owned_fields():
+    """Custom fields are kept as given; server-owned fields on input are ignored (id/version kept)."""
+    a = parse_activity(
+        {
+            "verb": "v",
+            "object": "o",
+            "course": {"x": [1, 2]},
+            "seq": 9,
+            "feed": "f",
+            "created_at": "x",
+            "id": "my-id",
+            "version": 3,
+        }
+    )
+    assert a.custom_fields() == {"course": {"x": [1, 2]}}
+    assert a.id == "my-id" and a.version == 3
+
+
+def test_well_known_fields_validate():
+    """The well-known optional fields of SPEC §2 are accepted in their documented shapes."""
+    a = parse_activity(
+        {
+            "verb": "comment.add",
+            "object": {"id": "f4d1", "type": "booking"},
+            "target": {"id": "annotation-789", "sub_id": "comment-001"},
+            "template": "{{user.name}} added a comment",
+            "template_data": {"user": {"name": "U"}},
+            "attachments": [
+                {"type": "file", "id": "a.pdf"},
+                {"type": "link", "url": "https://x"},
+                {"type": "video", "url": "https://v"},
+            ],
+            "changes": {"commentText": {"from": "a", "to": "b"}},
+            "emotion": "fire",
+            "icon": "comment",
+            "i18n_key": "ACTIVITY.X",
+            "text": "t",
+            "foreign_id": "comment:1",
+            "to": ["notifications:u7"],
+        }
+    )
+    assert a.target.sub_id == "comment-001"
+
+
+@pytest.mark.parametrize("feed", ["", "a b", "x" * 129, "feed/1", "{f}", "é"])
+def test_bad_feed_names(feed):
+    """Feed names are 1-128 chars of A-Z a-z 0-9 _ - : . @."""
+    with pytest.raises(Invalid):
+        check_feed_name(feed)
+
+
+def test_good_feed_names():
+    """The examples of SPEC §1 are valid."""
+    for feed in ("booking:f4d1c8e5", "org-123:doc-456", "user:42", "a.b@c_d", "x" * 128):
+        assert check_feed_name(feed) == feed
