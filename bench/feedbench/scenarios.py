@@ -33,7 +33,8 @@ from .dialects import make_token
 from .procs import http_request, rss_kib
 
 # Fan-out ladders, in deliveries/s. The first rung is where the search starts.
-LADDER_UP = [10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 150_000, 200_000, 250_000]
+LADDER_UP = [10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 90_000, 100_000, 120_000, 150_000,
+             200_000, 250_000]
 LADDER_DOWN = [5_000, 2_500, 1_000, 500, 250]
 
 GOAL_RATE_1K = 100_000  # fan-out N=1000: p99 goal is judged at this offered rate
