@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -19,7 +20,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from .auth import Authenticator
 from .broker import Broker
@@ -37,6 +39,9 @@ from .store import FeedStore
 from .ws import WebSocketEndpoint
 
 log = logging.getLogger("feedserver")
+
+#: The live dashboard (client_example/web), served at /demo/ when [server] demo is on.
+DEMO_DIR = Path(__file__).resolve().parent.parent / "client_example" / "web"
 
 Scope = dict[str, Any]
 
@@ -125,6 +130,8 @@ class FeedApp:
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
         ]
+        if s.server.demo and DEMO_DIR.is_dir():
+            routes.append(Mount("/demo", app=StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
         self.http = Starlette(
             routes=routes,
             lifespan=self._lifespan,
