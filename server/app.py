@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .auth import Authenticator
@@ -125,7 +125,7 @@ class FeedApp:
             close_timeout=s.server.close_timeout,
         )
         self.openapi = OpenApi()
-        routes = [
+        routes: list[BaseRoute] = [
             *self.native.routes(),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),

@@ -89,6 +89,17 @@ def format_time(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def parse_time(value: Any) -> datetime:
+    """An ISO 8601 time (stored form ``…Z`` included) as an aware UTC datetime; ValueError if not one."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        dt = datetime.fromisoformat(value)
+    else:
+        raise ValueError(f"not a time: {value!r}")
+    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 def now() -> datetime:
     """The current time in UTC, truncated to milliseconds (the stored precision)."""
     dt = datetime.now(UTC)
@@ -360,3 +371,74 @@ def build_body(
     body.update(item.custom_fields())
     body["updated_at"] = updated_at
     return body
+
+
+# ---------------------------------------------------------------------------------------------
+# Partial updates
+
+
+MAX_PATCH_KEYS = 25
+
+
+class PatchIn(BaseModel):
+    """``{"set": {path: value}, "unset": [path]}`` with dotted paths (SPEC §4 PATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    set: dict[str, Any] = Field(default_factory=dict, max_length=MAX_PATCH_KEYS)
+    unset: list[str] = Field(default_factory=list, max_length=MAX_PATCH_KEYS)
+    version: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> PatchIn:
+        if not self.set and not self.unset:
+            raise ValueError("give at least one path in 'set' or 'unset'")
+        for path in [*self.set, *self.unset]:
+            parts = path.split(".")
+            if not path or any(not p for p in parts):
+                raise ValueError(f"invalid path {path!r}")
+            if parts[0] in RESERVED or parts[0] in SERVER_OWNED:
+                raise ValueError(f"{path!r}: {parts[0]!r} is reserved or owned by the server")
+        for a in self.set:
+            for b in self.unset:
+                if a == b or a.startswith(b + ".") or b.startswith(a + "."):
+                    raise ValueError(f"set {a!r} and unset {b!r} touch the same field")
+        return self
+
+
+def parse_patch(raw: Any) -> PatchIn:
+    """Validate a partial update; 422 listing each problem."""
+    try:
+        return PatchIn.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def apply_patch(doc: dict[str, Any], patch: PatchIn) -> dict[str, Any]:
+    """``doc`` with ``patch`` applied (in place). Parents must exist; unset paths must exist."""
+    for path in patch.unset:
+        *parents, last = path.split(".")
+        parent = _walk(doc, parents, path)
+        if last not in parent:
+            raise Invalid(
+                f"unset {path!r}: no such field",
+                errors=[{"loc": f"unset.{path}", "msg": "no such field", "type": "missing"}],
+            )
+        del parent[last]
+    for path, value in patch.set.items():
+        *parents, last = path.split(".")
+        _walk(doc, parents, path)[last] = value
+    return doc
+
+
+def _walk(doc: dict[str, Any], parents: list[str], path: str) -> dict[str, Any]:
+    node: Any = doc
+    for i, key in enumerate(parents):
+        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            at = ".".join(parents[: i + 1])
+            raise Invalid(
+                f"{path!r}: {at!r} is not an existing object",
+                errors=[{"loc": path, "msg": f"parent {at!r} must be an existing object", "type": "missing"}],
+            )
+    return node

@@ -74,18 +74,61 @@ class Publish(_Command):
         return [self.activity] if self.activity is not None else list(self.activities or [])
 
 
+class Update(_Command):
+    """``{"type": "update", "feed": "f", "id": "…", "activity": {...}, "version": 3}``: replace (like PUT)."""
+
+    type: Literal["update"]
+    feed: FeedField
+    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    activity: dict[str, Any]
+    version: int | None = Field(None, ge=1)
+
+
+class Patch(_Command):
+    """``{"type": "patch", "feed": "f", "id": "…", "set": {...}, "unset": [...], "version": 3}`` (like PATCH)."""
+
+    type: Literal["patch"]
+    feed: FeedField
+    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    set: dict[str, Any] = Field(default_factory=dict)
+    unset: list[Any] = Field(default_factory=list)
+    version: int | None = Field(None, ge=1)
+
+
+class Delete(_Command):
+    """``{"type": "delete", "feed": "f", "id": "…"}`` or ``…, "foreign_id": "…"}`` (like DELETE)."""
+
+    type: Literal["delete"]
+    feed: FeedField
+    id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    foreign_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    version: int | None = Field(None, ge=1)
+
+    def target(self) -> tuple[str | None, str | None]:
+        """(id, foreign_id): exactly one is set."""
+        if (self.id is None) == (self.foreign_id is None):
+            raise Invalid(
+                "delete needs exactly one of 'id' or 'foreign_id'",
+                errors=[{"loc": "id", "msg": "give 'id' or 'foreign_id'", "type": "missing"}],
+            )
+        return self.id, self.foreign_id
+
+
 class Ping(_Command):
     """``{"type": "ping"}``."""
 
     type: Literal["ping"]
 
 
-Command = Auth | Subscribe | Unsubscribe | Publish | Ping
+Command = Auth | Subscribe | Unsubscribe | Publish | Update | Patch | Delete | Ping
 _COMMANDS: dict[str, type[_Command]] = {
     "auth": Auth,
     "subscribe": Subscribe,
     "unsubscribe": Unsubscribe,
     "publish": Publish,
+    "update": Update,
+    "patch": Patch,
+    "delete": Delete,
     "ping": Ping,
 }
 

@@ -7,16 +7,17 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .auth import Authenticator
-from .errors import Invalid, Unavailable
+from .errors import BadRequest, Invalid, Unavailable
 from .http import JSONBytes, json_response, principal_of, read_json
 from .metrics import CONTENT_TYPE, Metrics
 from .models import dumps
-from .service import FeedService, PageQuery
+from .service import FeedService, ItemOutcome, PageQuery
 
 
 def activities_json(bodies: list[bytes]) -> bytes:
@@ -44,6 +45,38 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
     return value
 
 
+def _if_match(request: Request) -> int | None:
+    """The version of an ``If-Match: "3"`` header (``W/"3"``, ``3`` and ``*`` accepted)."""
+    raw = request.headers.get("if-match")
+    if raw is None or raw.strip() == "*":
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise BadRequest('If-Match must be a quoted version number, e.g. If-Match: "3"')
+    return int(value)
+
+
+def _with_etag(body: bytes) -> Response:
+    """An activity response carrying its version as a strong ETag (for If-Match)."""
+    version = orjson.loads(body).get("version")
+    return JSONBytes(body, headers={"ETag": f'"{version}"'} if version is not None else None)
+
+
+def _outcomes_json(outcomes: list[ItemOutcome]) -> bytes:
+    """``{"results": [...], "succeeded": n, "failed": m}`` with stored bodies spliced in."""
+    parts = []
+    for o in outcomes:
+        head = dumps({"index": o.index, "status": o.status})[:-1]
+        if o.body is not None:
+            parts.append(head + b',"activity":' + o.body + b"}")
+        else:
+            assert o.error is not None
+            parts.append(head + b',"error":' + dumps(o.error.problem()) + b"}")
+    ok = sum(o.body is not None for o in outcomes)
+    tail = dumps({"succeeded": ok, "failed": len(outcomes) - ok})[1:]
+    return b'{"results":[' + b",".join(parts) + b"]," + tail
+
+
 class NativeApi:
     """Handlers of the native API, bound to one service."""
 
@@ -67,7 +100,13 @@ class NativeApi:
         return [
             Route("/v1/feeds/{feed}/activities", self.post_activities, methods=["POST"]),
             Route("/v1/feeds/{feed}/activities", self.list_activities, methods=["GET"]),
+            Route("/v1/feeds/{feed}/activities", self.delete_by_foreign_id, methods=["DELETE"]),
             Route("/v1/feeds/{feed}/activities/{activity_id}", self.get_activity, methods=["GET"]),
+            Route("/v1/feeds/{feed}/activities/{activity_id}", self.put_activity, methods=["PUT"]),
+            Route("/v1/feeds/{feed}/activities/{activity_id}", self.patch_activity, methods=["PATCH"]),
+            Route("/v1/feeds/{feed}/activities/{activity_id}", self.delete_activity, methods=["DELETE"]),
+            Route("/v1/activities/update", self.batch_update, methods=["POST"]),
+            Route("/v1/activities/partial-update", self.batch_partial_update, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -109,10 +148,58 @@ class NativeApi:
         return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b'],"next":' + dumps(next_url) + b"}")
 
     async def get_activity(self, request: Request) -> Response:
-        """One activity (404 when missing or hidden)."""
+        """One activity (404 when missing or hidden), with its version as ``ETag``."""
         principal = await principal_of(request, self.auth)
         body = await self.service.get(principal, request.path_params["feed"], request.path_params["activity_id"])
-        return JSONBytes(body)
+        return _with_etag(body)
+
+    async def put_activity(self, request: Request) -> Response:
+        """Replace an activity; ``If-Match: "<version>"`` (or a body ``version``) guards against lost updates."""
+        principal = await principal_of(request, self.auth)
+        raw = await read_json(request, self.max_body_bytes)
+        p = request.path_params
+        body = await self.service.replace(principal, p["feed"], p["activity_id"], raw, if_match=_if_match(request))
+        return _with_etag(body)
+
+    async def patch_activity(self, request: Request) -> Response:
+        """``{"set": {...}, "unset": [...]}`` on an activity."""
+        principal = await principal_of(request, self.auth)
+        raw = await read_json(request, self.max_body_bytes)
+        p = request.path_params
+        body = await self.service.patch(principal, p["feed"], p["activity_id"], raw, if_match=_if_match(request))
+        return _with_etag(body)
+
+    async def delete_activity(self, request: Request) -> Response:
+        """Remove an activity → 204."""
+        principal = await principal_of(request, self.auth)
+        p = request.path_params
+        await self.service.delete(principal, p["feed"], p["activity_id"], if_match=_if_match(request))
+        return Response(status_code=204)
+
+    async def delete_by_foreign_id(self, request: Request) -> Response:
+        """``DELETE …/activities?foreign_id=X``: remove every activity with that foreign_id."""
+        principal = await principal_of(request, self.auth)
+        foreign_id = request.query_params.get("foreign_id")
+        if not foreign_id:
+            raise Invalid(
+                "foreign_id is required", errors=[{"loc": "query.foreign_id", "msg": "required", "type": "missing"}]
+            )
+        removed = await self.service.delete_foreign_id(principal, request.path_params["feed"], foreign_id)
+        return json_response({"removed": removed})
+
+    async def batch_update(self, request: Request) -> Response:
+        """Full updates by ``feed`` + ``foreign_id`` + ``time``; a result per item."""
+        principal = await principal_of(request, self.auth)
+        raw = await read_json(request, self.max_body_bytes)
+        items = raw.get("activities") if isinstance(raw, dict) else raw
+        return JSONBytes(_outcomes_json(await self.service.batch_update(principal, items)))
+
+    async def batch_partial_update(self, request: Request) -> Response:
+        """Partial updates by ``feed`` + ``id`` or ``feed`` + ``foreign_id`` + ``time``; a result per item."""
+        principal = await principal_of(request, self.auth)
+        raw = await read_json(request, self.max_body_bytes)
+        items = (raw.get("changes") or raw.get("activities")) if isinstance(raw, dict) else raw
+        return JSONBytes(_outcomes_json(await self.service.batch_partial_update(principal, items)))
 
     async def healthz(self, request: Request) -> Response:
         """The process is up (no Redis call)."""

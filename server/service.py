@@ -13,12 +13,24 @@ from typing import Any
 
 import orjson
 
-from .acl import Principal, Right, Viewer
-from .errors import FeedError, Forbidden, Invalid, NotFound, PayloadTooLarge, Unauthorized, Unavailable
+from .acl import Principal, Right, Viewer, actor_id
+from .errors import (
+    Conflict,
+    FeedError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unauthorized,
+    Unavailable,
+)
 from .hub import Hub, Peer
 from .metrics import Metrics
 from .models import (
     ActivityIn,
+    PatchIn,
+    apply_patch,
     build_body,
     check_feed_name,
     dumps,
@@ -27,14 +39,18 @@ from .models import (
     now,
     parse_activity,
     parse_audience,
+    parse_patch,
+    parse_time,
     time_ms,
     ulid_ms,
 )
 from .protocol import Ref
-from .store import FeedStore, WriteItem
+from .store import FeedStore, ItemResult, ReplaceItem, WriteItem
 
 #: Upper bound on activities examined for one history page (hidden or filtered ones included).
 MAX_SCAN = 2000
+#: Attempts of a read-compute-write cycle that lost a race before giving up with 409.
+_CAS_ATTEMPTS = 8
 #: JSON bytes the write script adds around the caller's part of an activity (id, seq, version…).
 _SERVER_FIELDS_BYTES = 96
 
@@ -51,6 +67,16 @@ class PageQuery:
     offset: int = 0
     verb: str | None = None
     actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """One item of a batch update: its HTTP-like status and the stored body or the error."""
+
+    index: int
+    status: int
+    body: bytes | None
+    error: FeedError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +161,27 @@ class FeedService:
         return bodies
 
     def _write_item(
-        self, principal: Principal, feed: str, item: ActivityIn, index: int | None, is_admin: bool, stamp: str
+        self,
+        principal: Principal,
+        feed: str,
+        item: ActivityIn,
+        index: int | None,
+        is_admin: bool,
+        stamp: str,
+        old: dict[str, Any] | None = None,
     ) -> WriteItem:
+        """Encode one activity for the write scripts. For a replacement (``old`` given) the stored
+        actor, time and audience are the defaults, instead of the caller, now and the configured one."""
         loc = "" if index is None else f"activities.{index}."
-        actor = self._actor(principal, item, is_admin, loc)
-        audience = [entry.as_json() for entry in item.audience] if item.audience is not None else self.default_audience
-        when = item.time or now()
+        if item.actor is None and old is not None:
+            actor = old["actor"]
+        else:
+            actor = self._actor(principal, item, is_admin, loc)
+        if item.audience is not None:
+            audience = [entry.as_json() for entry in item.audience]
+        else:
+            audience = old.get("audience", self.default_audience) if old is not None else self.default_audience
+        when = item.time or (parse_time(old["time"]) if old is not None else now())
         activity_id = item.id or new_id(when)
         body = build_body(item, feed=feed, actor=actor, audience=audience, when=when, updated_at=stamp)
         rest = dumps(body)
@@ -175,6 +216,199 @@ class FeedService:
         if given["id"] == principal.sub:
             given = {**principal.actor(), **given}
         return given
+
+    # -- changes -------------------------------------------------------------------------------
+
+    async def replace(
+        self, principal: Principal, feed: str, activity_id: str, raw: Any, *, if_match: int | None
+    ) -> bytes:
+        """PUT: replace an activity (``actor``, ``time`` and ``audience`` default to the stored ones)."""
+        rights = self.require(principal, feed, Right.WRITE)
+        item = parse_activity(raw)
+        if item.id is not None and item.id != activity_id:
+            raise Invalid(
+                "the body's id differs from the URL's",
+                errors=[{"loc": "id", "msg": "must match the URL", "type": "value_error"}],
+            )
+        expected = if_match if if_match is not None else item.version
+        return await self._change(principal, feed, rights, (activity_id, "", ""), expected, item)
+
+    async def patch(
+        self, principal: Principal, feed: str, activity_id: str, raw: Any, *, if_match: int | None
+    ) -> bytes:
+        """PATCH: ``set``/``unset`` dotted paths, then validate the result like any activity."""
+        rights = self.require(principal, feed, Right.WRITE)
+        patch = parse_patch(raw)
+        expected = if_match if if_match is not None else patch.version
+        return await self._change(
+            principal,
+            feed,
+            rights,
+            (activity_id, "", ""),
+            expected,
+            patch,
+        )
+
+    async def delete(self, principal: Principal, feed: str, activity_id: str, *, if_match: int | None = None) -> None:
+        """Delete one activity (its author or a feed admin; 404 when the caller cannot see it)."""
+        rights = self.require(principal, feed, Right.WRITE)
+        [raw] = await self.store.find(feed, [(activity_id, "", "")])
+        self._check_may_change(principal, feed, rights, raw, activity_id)
+        [result] = await self.store.delete(
+            feed,
+            [activity_id],
+            actor=principal.sub or "",
+            may_override=bool(rights & Right.ADMIN),
+            expected_version=if_match,
+        )
+        self._raise_for(result, activity_id, client_version=if_match)
+        self.metrics.writes.labels("delete").inc()
+
+    async def delete_foreign_id(self, principal: Principal, feed: str, foreign_id: str) -> int:
+        """Delete every activity of ``feed`` with ``foreign_id`` that the caller sees; returns how many.
+
+        A non-admin must be the author of every one it can see (else 403, nothing removed); the ones
+        it cannot see are left alone, exactly as if they did not exist.
+        """
+        rights = self.require(principal, feed, Right.WRITE)
+        viewer = principal.viewer(feed)
+        visible = [
+            doc for doc in map(orjson.loads, await self.store.find_foreign_id(feed, foreign_id)) if viewer.can_see(doc)
+        ]
+        is_admin = bool(rights & Right.ADMIN)
+        if not is_admin and any(actor_id(doc) != principal.sub for doc in visible):
+            raise Forbidden(f"activities with foreign_id {foreign_id!r} belong to other actors")
+        if not visible:
+            return 0
+        results = await self.store.delete(
+            feed, [doc["id"] for doc in visible], actor=principal.sub or "", may_override=is_admin
+        )
+        removed = sum(r.status == "ok" for r in results)
+        self.metrics.writes.labels("delete").inc(removed)
+        return removed
+
+    async def batch_update(self, principal: Principal, raw_items: Any) -> list[ItemOutcome]:
+        """Full replacements identified by ``feed`` + ``foreign_id`` + ``time``; one outcome per item."""
+        items = self._batch_list(raw_items, "activities")
+        outcomes = []
+        for i, raw in enumerate(items):
+            try:
+                feed, ref = _batch_ref(raw, require_time_ref=True)
+                rights = self.require(principal, feed, Right.WRITE)
+                item = parse_activity({k: v for k, v in raw.items() if k != "feed"})
+                body = await self._change(principal, feed, rights, ref, item.version, item)
+                outcomes.append(ItemOutcome(i, 200, body))
+            except FeedError as exc:
+                outcomes.append(ItemOutcome(i, exc.status, None, exc))
+        return outcomes
+
+    async def batch_partial_update(self, principal: Principal, raw_items: Any) -> list[ItemOutcome]:
+        """``set``/``unset`` changes identified by ``feed`` + ``id`` or ``feed`` + ``foreign_id`` + ``time``."""
+        items = self._batch_list(raw_items, "changes")
+        outcomes = []
+        for i, raw in enumerate(items):
+            try:
+                feed, ref = _batch_ref(raw, require_time_ref=False)
+                rights = self.require(principal, feed, Right.WRITE)
+                patch = parse_patch({k: raw[k] for k in ("set", "unset", "version") if k in raw})
+                body = await self._change(
+                    principal,
+                    feed,
+                    rights,
+                    ref,
+                    patch.version,
+                    patch,
+                )
+                outcomes.append(ItemOutcome(i, 200, body))
+            except FeedError as exc:
+                outcomes.append(ItemOutcome(i, exc.status, None, exc))
+        return outcomes
+
+    def _batch_list(self, raw_items: Any, name: str) -> list[Any]:
+        if not isinstance(raw_items, list) or not raw_items:
+            raise Invalid(
+                f"{name} must be a non-empty list",
+                errors=[{"loc": name, "msg": "a non-empty list", "type": "list_type"}],
+            )
+        if len(raw_items) > self.max_batch:
+            raise PayloadTooLarge(f"at most {self.max_batch} items per request")
+        return raw_items
+
+    async def _change(
+        self,
+        principal: Principal,
+        feed: str,
+        rights: Right,
+        ref: tuple[str, str, str],
+        client_version: int | None,
+        change: ActivityIn | PatchIn,
+    ) -> bytes:
+        """Read, check, build the new activity (a replacement, or the stored one patched), and write
+        it only if nobody changed it meanwhile.
+
+        With a client version (``If-Match``) a concurrent change is a 412; without one the change
+        is recomputed from the newer version (optimistic concurrency, a few attempts).
+        """
+        is_admin = bool(rights & Right.ADMIN)
+        label = ref[0] or f"{ref[1]}@{ref[2]}"
+        for _ in range(_CAS_ATTEMPTS):
+            [raw] = await self.store.find(feed, [ref])
+            old = self._check_may_change(principal, feed, rights, raw, label)
+            if client_version is not None and old.get("version") != client_version:
+                raise _stale(label, old.get("version"))
+            if isinstance(change, PatchIn):
+                assert raw is not None
+                item = parse_activity(apply_patch(orjson.loads(raw), change))  # patch a fresh copy
+            else:
+                item = change
+            write = self._write_item(principal, feed, item, None, is_admin, format_time(now()), old=old)
+            [result] = await self.store.replace(
+                feed,
+                [
+                    ReplaceItem(
+                        id=old["id"],
+                        lookup_fid="",
+                        lookup_time="",
+                        expected_version=old.get("version"),
+                        actor=principal.sub or "",
+                        may_override=is_admin,
+                        foreign_id=write.foreign_id,
+                        time=write.time,
+                        score=write.score,
+                        rest=write.rest,
+                    )
+                ],
+            )
+            if result.status == "stale" and client_version is None:
+                continue  # someone else changed it between our read and write: recompute
+            self._raise_for(result, label, client_version=client_version)
+            self.metrics.writes.labels("update").inc()
+            assert result.body is not None
+            return result.body
+        raise Conflict(f"activity {label} keeps changing; retry")
+
+    def _check_may_change(
+        self, principal: Principal, feed: str, rights: Right, raw: bytes | None, label: str
+    ) -> dict[str, Any]:
+        """The stored activity if the caller may change it: 404 if missing or hidden, 403 if not theirs."""
+        old = orjson.loads(raw) if raw is not None else None
+        if old is None or not principal.viewer(feed).can_see(old):
+            raise NotFound(f"activity {label} not found in {feed}")
+        if not rights & Right.ADMIN and actor_id(old) != principal.sub:
+            raise Forbidden("only the author or a feed admin may change or delete an activity")
+        return old
+
+    @staticmethod
+    def _raise_for(result: ItemResult, label: str, *, client_version: int | None) -> None:
+        if result.status == "ok":
+            return
+        if result.status == "stale":
+            raise _stale(label, result.version)
+        if result.status == "forbidden":
+            raise Forbidden("only the author or a feed admin may change or delete an activity")
+        if result.status == "conflict":
+            raise Conflict(f"activity {label}: another activity already has this foreign_id and time")
+        raise NotFound(f"activity {label} not found")
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -252,6 +486,35 @@ class FeedService:
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Stop a connection's subscription; False if it had none."""
         return self.hub.unsubscribe(peer, feed)
+
+
+def _stale(label: str, version: Any) -> PreconditionFailed:
+    return PreconditionFailed(f"activity {label} is at version {version}", extra={"version": version})
+
+
+def _batch_ref(raw: Any, *, require_time_ref: bool) -> tuple[str, tuple[str, str, str]]:
+    """The feed and the (id, foreign_id, time) reference of one batch item."""
+    if not isinstance(raw, dict):
+        raise Invalid("each item must be an object", errors=[{"loc": "", "msg": "an object", "type": "dict_type"}])
+    feed = raw.get("feed")
+    if not isinstance(feed, str):
+        raise Invalid(
+            "feed is required", errors=[{"loc": "feed", "msg": "required (ids are unique per feed)", "type": "missing"}]
+        )
+    check_feed_name(feed)
+    activity_id, foreign_id, when = raw.get("id"), raw.get("foreign_id"), raw.get("time")
+    if isinstance(activity_id, str) and activity_id and not require_time_ref:
+        return feed, (activity_id, "", "")
+    if not isinstance(foreign_id, str) or not foreign_id or when is None:
+        need = "foreign_id and time" if require_time_ref else "id, or foreign_id and time"
+        raise Invalid(f"{need} required", errors=[{"loc": "foreign_id", "msg": f"{need} required", "type": "missing"}])
+    try:
+        stamp = format_time(parse_time(when))
+    except (TypeError, ValueError):
+        raise Invalid(
+            "time is not an ISO 8601 time", errors=[{"loc": "time", "msg": "ISO 8601", "type": "datetime"}]
+        ) from None
+    return feed, ("", foreign_id, stamp)
 
 
 def _next_query(query: PageQuery, edge: str, ascending: bool) -> dict[str, Any]:

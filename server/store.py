@@ -70,6 +70,50 @@ class WriteItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceItem:
+    """One replacement for the replace script: the target and its new body."""
+
+    id: str  # "" to find the target by (lookup_fid, lookup_time)
+    lookup_fid: str
+    lookup_time: str
+    expected_version: int | None
+    actor: str
+    may_override: bool
+    foreign_id: str | None
+    time: str
+    score: int
+    rest: bytes
+
+    def args(self) -> tuple[Any, ...]:
+        """This item's 10 ``ARGV`` entries."""
+        return (
+            self.id,
+            self.lookup_fid,
+            self.lookup_time,
+            "" if self.expected_version is None else self.expected_version,
+            self.actor,
+            "1" if self.may_override else "",
+            self.foreign_id or "",
+            self.time,
+            self.score,
+            self.rest,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """The outcome of one item of a replace/delete script.
+
+    ``status`` is ``ok`` (``body`` is the new body, or the deleted one), ``not_found``, ``stale``
+    (``version`` is the stored version), ``forbidden`` or ``conflict``.
+    """
+
+    status: str
+    body: bytes | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CursorResult:
     """A feed's position, and the change events after a resume cursor."""
 
@@ -101,6 +145,9 @@ class FeedStore:
         self._write = redis.register_script(_load_script("write.lua"))
         self._cursor = redis.register_script(_load_script("cursor.lua"))
         self._read = redis.register_script(_load_script("read.lua"))
+        self._replace = redis.register_script(_load_script("replace.lua"))
+        self._delete = redis.register_script(_load_script("delete.lua"))
+        self._find = redis.register_script(_load_script("find.lua"))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis operation, bounded in time; Redis trouble becomes 503."""
@@ -125,6 +172,41 @@ class FeedStore:
             args.extend(item.args())
         result = await self._call(lambda: self._write(keys=k, args=args))
         return _unpack_write(result)
+
+    async def replace(self, feed: str, items: Sequence[ReplaceItem]) -> list[ItemResult]:
+        """Replace activities of ``feed`` (each item on its own; see ``lua/replace.lua``)."""
+        k = self.keys.feed(feed)
+        args: list[Any] = [new_epoch(), feed, self._window, len(items)]
+        for item in items:
+            args.extend(item.args())
+        result = await self._call(lambda: self._replace(keys=k, args=args))
+        return [_item_result(r) for r in result]
+
+    async def delete(
+        self, feed: str, ids: Sequence[str], *, actor: str, may_override: bool, expected_version: int | None = None
+    ) -> list[ItemResult]:
+        """Delete activities of ``feed`` by id (each on its own; see ``lua/delete.lua``)."""
+        k = self.keys.feed(feed)
+        args: list[Any] = [new_epoch(), feed, self._window, len(ids)]
+        for activity_id in ids:
+            version = "" if expected_version is None else expected_version
+            args.extend((activity_id, version, actor, "1" if may_override else ""))
+        result = await self._call(lambda: self._delete(keys=k, args=args))
+        return [_item_result(r) for r in result]
+
+    async def find(self, feed: str, refs: Sequence[tuple[str, str, str]]) -> list[bytes | None]:
+        """Bodies by ``(id, "", "")`` or ``("", foreign_id, time)`` refs; None where there is none."""
+        k = self.keys.feed(feed)
+        args: list[Any] = ["refs", len(refs)]
+        for ref in refs:
+            args.extend(ref)
+        result = await self._call(lambda: self._find(keys=k, args=args))
+        return [body if isinstance(body, bytes) else None for body in result]
+
+    async def find_foreign_id(self, feed: str, foreign_id: str) -> list[bytes]:
+        """Every body of ``feed`` with this ``foreign_id``."""
+        k = self.keys.feed(feed)
+        return list(await self._call(lambda: self._find(keys=k, args=["foreign_id", foreign_id])))
 
     async def cursor(self, feed: str, since: tuple[str, int] | None = None) -> CursorResult:
         """The feed's (epoch, seq); with ``since=(epoch, seq)`` also the change events after it."""
@@ -181,6 +263,15 @@ class FeedStore:
     async def publish_probe(self, channel: str, payload: bytes) -> int:
         """Publish on a throwaway channel (``/readyz`` round trip); returns the receiver count."""
         return int(await self._call(lambda: self._redis.execute_command("SPUBLISH", channel, payload)))
+
+
+def _item_result(raw: list[Any]) -> ItemResult:
+    status = raw[0].decode()
+    if status == "ok":
+        return ItemResult(status, body=raw[1])
+    if status == "stale":
+        return ItemResult(status, version=int(raw[1]))
+    return ItemResult(status)
 
 
 def _unpack_write(result: list[Any]) -> list[bytes]:

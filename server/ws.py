@@ -351,6 +351,24 @@ class Session:
             items = command.items()
             bodies = await self.service.post(self.principal, command.feed, items, batch=command.activities is not None)
             conn.send(protocol.ack(bodies, ref))
+        elif isinstance(command, protocol.Update):
+            body = await self.service.replace(
+                self.principal, command.feed, command.id, command.activity, if_match=command.version
+            )
+            conn.send(protocol.ack([body], ref))
+        elif isinstance(command, protocol.Patch):
+            patch = {"set": command.set, "unset": command.unset}
+            body = await self.service.patch(self.principal, command.feed, command.id, patch, if_match=command.version)
+            conn.send(protocol.ack([body], ref))
+        elif isinstance(command, protocol.Delete):
+            activity_id, foreign_id = command.target()
+            if activity_id is not None:
+                await self.service.delete(self.principal, command.feed, activity_id, if_match=command.version)
+                removed = 1
+            else:
+                assert foreign_id is not None
+                removed = await self.service.delete_foreign_id(self.principal, command.feed, foreign_id)
+            conn.send(protocol.ack([], ref, removed=removed))
         elif isinstance(command, protocol.Ping):
             conn.send(protocol.pong(ref))
         else:  # pragma: no cover - parse_command only returns registered types
