@@ -98,12 +98,17 @@ class Principal:
         return rights
 
     def viewer(self, feed: str) -> Viewer:
-        """The visibility test of this principal on ``feed`` (computed once per read/subscription)."""
+        """The visibility test of this principal on ``feed`` (computed once per read/subscription).
+
+        The owner of a notification feed sees everything in it, like a feed admin (whatever the
+        copied activities' audiences say), without gaining the right to change it.
+        """
         rights = self.rights(feed)
+        owner = self.sub is not None and feed == notification_feed(self.sub)
         return Viewer(
             sub=self.sub,
             roles=self.roles,
-            admin=bool(rights & Right.ADMIN),
+            admin=owner or bool(rights & Right.ADMIN),
             member=bool(rights & Right.MEMBER),
         )
 
@@ -122,7 +127,10 @@ ANONYMOUS = Principal()
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """A principal's standing on one feed: enough to decide visibility without I/O."""
+    """A principal's standing on one feed: enough to decide visibility without I/O.
+
+    ``admin`` means "sees everything here": a feed admin, or the owner of a notification feed.
+    """
 
     sub: str | None
     roles: frozenset[str]

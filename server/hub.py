@@ -330,6 +330,12 @@ class Hub:
             return
         try:
             event = orjson.loads(data)
+            if "counts" in event:  # notification counts: not a change, no seq, straight through
+                counts = event["counts"]
+                frame = protocol.notification_counts(feed, int(counts["unseen"]), int(counts["unread"]))
+                for sub in room.subs.values():
+                    sub.deliver(float("inf"), frame)  # held subscribers get it after their handshake
+                return
             int(event["seq"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.error("dropping a malformed change event on %s", feed)

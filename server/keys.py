@@ -12,10 +12,13 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{booking:f4d1}:fid    ZSET    "<foreign_id>\\x00<time>\\x00<id>", all scores 0 (lex index)
     af:{booking:f4d1}:log    LIST    newest first: the last `resume_window` change events
     af:{booking:f4d1}:ch     channel pub/sub channel carrying the same change events
-    af:{notifications:u-7}:state  HASH  seen / read markers of a notification feed
+    af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
+    af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
 A change event (what the log stores and the channel carries) is one JSON object built by the
-write script: ``{"seq", "epoch", "event", "feed", "activity", "prev"}``; see ``lua/write.lua``.
+write scripts: ``{"seq", "epoch", "event", "feed", "activity", "prev"}``; see ``lua/_common.lua``.
+A notification feed's channel also carries ``{"counts": {"unseen", "unread"}}`` messages, which
+have no seq and are not logged (``lua/marks.lua``).
 """
 
 from __future__ import annotations
@@ -64,9 +67,10 @@ class Keys:
             return channel[len(self._channel_head) : -4]
         return None
 
-    def notification_state(self, feed: str) -> str:
-        """Seen/read markers of a notification feed (same slot as the feed)."""
-        return f"{self.prefix}{{{feed}}}:state"
+    def notification_marks(self, feed: str) -> tuple[str, str]:
+        """The (seen, read) id sets of a notification feed (same slot as the feed's other keys)."""
+        base = f"{self.prefix}{{{feed}}}:"
+        return base + "seen", base + "read"
 
     def readiness_channel(self, token: str) -> str:
         """A throwaway channel used by ``/readyz`` to prove the pub/sub path round-trips."""

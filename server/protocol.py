@@ -225,6 +225,11 @@ def activity_frame(feed: str, seq: int, event: str, activity: Any) -> bytes:
     return dumps({"type": "activity", "feed": feed, "seq": seq, "event": event, "activity": activity})
 
 
+def notification_counts(feed: str, unseen: int, unread: int) -> bytes:
+    """New unseen/unread counts of a notification feed (after seen/read marks)."""
+    return dumps({"type": "notifications", "feed": feed, "unseen": unseen, "unread": unread})
+
+
 def deleted_stub(activity: dict[str, Any]) -> dict[str, Any]:
     """What a ``deleted`` event says about the activity: its id (and foreign_id / time)."""
     stub = {"id": activity.get("id")}

@@ -107,6 +107,9 @@ class NativeApi:
             Route("/v1/feeds/{feed}/activities/{activity_id}", self.delete_activity, methods=["DELETE"]),
             Route("/v1/activities/update", self.batch_update, methods=["POST"]),
             Route("/v1/activities/partial-update", self.batch_partial_update, methods=["POST"]),
+            Route("/v1/notifications", self.notifications, methods=["GET"]),
+            Route("/v1/notifications/seen", self.mark_seen, methods=["POST"]),
+            Route("/v1/notifications/read", self.mark_read, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -129,11 +132,9 @@ class NativeApi:
             bodies = await self.service.post(principal, feed, [body], batch=False)
         return JSONBytes(activities_json(bodies), status_code=201)
 
-    async def list_activities(self, request: Request) -> Response:
-        """A history page, newest first, with the URL of the next page."""
-        principal = await principal_of(request, self.auth)
+    def _page_query(self, request: Request) -> PageQuery:
         q = request.query_params
-        query = PageQuery(
+        return PageQuery(
             limit=_int_param(request, "limit", 25, 1, self.service.max_page),
             id_lt=q.get("id_lt") or None,
             id_lte=q.get("id_lte") or None,
@@ -143,7 +144,11 @@ class NativeApi:
             verb=q.get("verb") or None,
             actor=q.get("actor") or None,
         )
-        page = await self.service.read(principal, request.path_params["feed"], query)
+
+    async def list_activities(self, request: Request) -> Response:
+        """A history page, newest first, with the URL of the next page."""
+        principal = await principal_of(request, self.auth)
+        page = await self.service.read(principal, request.path_params["feed"], self._page_query(request))
         next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
         return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b'],"next":' + dumps(next_url) + b"}")
 
@@ -200,6 +205,28 @@ class NativeApi:
         raw = await read_json(request, self.max_body_bytes)
         items = (raw.get("changes") or raw.get("activities")) if isinstance(raw, dict) else raw
         return JSONBytes(_outcomes_json(await self.service.batch_partial_update(principal, items)))
+
+    async def notifications(self, request: Request) -> Response:
+        """The caller's notification feed (paginated like any feed) with ``unseen`` and ``unread``."""
+        principal = await principal_of(request, self.auth)
+        page = await self.service.notifications(principal, self._page_query(request))
+        next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
+        tail = dumps({"next": next_url, "unseen": page.unseen, "unread": page.unread})[1:]
+        return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b"]," + tail)
+
+    async def mark_seen(self, request: Request) -> Response:
+        """Mark ``{"ids": [...]}`` or ``{"all": true}`` seen → the new counts (pushed live too)."""
+        return await self._mark(request, "seen")
+
+    async def mark_read(self, request: Request) -> Response:
+        """Mark ``{"ids": [...]}`` or ``{"all": true}`` read (and seen) → the new counts."""
+        return await self._mark(request, "read")
+
+    async def _mark(self, request: Request, kind: str) -> Response:
+        principal = await principal_of(request, self.auth)
+        raw = await read_json(request, self.max_body_bytes)
+        unseen, unread = await self.service.mark_notifications(principal, kind, raw)
+        return json_response({"unseen": unseen, "unread": unread})
 
     async def healthz(self, request: Request) -> Response:
         """The process is up (no Redis call)."""

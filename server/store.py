@@ -148,6 +148,7 @@ class FeedStore:
         self._replace = redis.register_script(_load_script("replace.lua"))
         self._delete = redis.register_script(_load_script("delete.lua"))
         self._find = redis.register_script(_load_script("find.lua"))
+        self._marks = redis.register_script(_load_script("marks.lua"))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis operation, bounded in time; Redis trouble becomes 503."""
@@ -207,6 +208,19 @@ class FeedStore:
         """Every body of ``feed`` with this ``foreign_id``."""
         k = self.keys.feed(feed)
         return list(await self._call(lambda: self._find(keys=k, args=["foreign_id", foreign_id])))
+
+    async def marks(
+        self, feed: str, mode: str, ids: Sequence[str] = (), *, all_: bool = False
+    ) -> tuple[int, int, list[bool], list[bool]]:
+        """Mark ids (or everything) of a notification feed ``seen``/``read``, or just read ``counts``.
+
+        Returns (unseen, unread, seen flags, read flags) — one flag per id given.
+        """
+        keys = [*self.keys.feed(feed), *self.keys.notification_marks(feed)]
+        result = await self._call(lambda: self._marks(keys=keys, args=[mode, "1" if all_ else "", *ids]))
+        n = len(ids)
+        flags = [bool(x) for x in result[2:]]
+        return int(result[0]), int(result[1]), flags[:n], flags[n:]
 
     async def cursor(self, feed: str, since: tuple[str, int] | None = None) -> CursorResult:
         """The feed's (epoch, seq); with ``since=(epoch, seq)`` also the change events after it."""
