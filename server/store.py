@@ -11,6 +11,7 @@ Redis failures and stalls become ``Unavailable`` (503) within ``timeout`` second
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,8 +27,114 @@ from .keys import Keys
 
 T = TypeVar("T")
 
+#: Error replies that mean "Redis cannot serve this right now", not "this request is wrong".
+_TRANSIENT_REPLIES = ("BUSY", "OOM", "READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
+
 #: Seconds a client is told to wait (``Retry-After``) when Redis is unavailable.
 RETRY_AFTER = 1.0
+
+
+class Batcher:
+    """Coalesces concurrent Redis commands into pipelined round trips, keeping per-key order.
+
+    redis-py spends tens of microseconds of CPU per command or pipeline, whatever its size; under
+    concurrent load (many HTTP requests, pipelined WebSocket publishes) callers share pipelines
+    instead. Commands are spread over ``lanes`` by their first key; a lane sends one pipeline at a
+    time and gathers everything issued meanwhile into the next, so commands on one feed reach
+    Redis in the order they were issued (pipelines of one lane never overtake each other) while
+    different feeds proceed in parallel. Scripts run as EVALSHA and are loaded on a NOSCRIPT reply
+    (after a Redis restart or flush), then retried.
+    """
+
+    def __init__(self, redis: Redis, lanes: int = 8) -> None:
+        self._redis = redis
+        self._lanes = [_Lane(self) for _ in range(lanes)]
+        self._scripts: dict[str, str] = {}
+
+    def script(self, source: str) -> str:
+        """Register a script; returns its SHA1 (what ``evalsha`` takes)."""
+        sha = hashlib.sha1(source.encode()).hexdigest()
+        self._scripts[sha] = source
+        return sha
+
+    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queue a script call."""
+        return self.command(keys[0] if keys else "", "EVALSHA", sha, len(keys), *keys, *args)
+
+    def command(self, key: str, *args: Any) -> asyncio.Future[Any]:
+        """Queue a command on ``key``'s lane; the future gets its reply or error."""
+        return self._lanes[hash(key) % len(self._lanes)].add(args)
+
+    async def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one round trip; per-command errors are returned, not raised."""
+        replies = await self._execute(commands)
+        retry = [i for i, r in enumerate(replies) if isinstance(r, redis_errors.NoScriptError)]
+        if retry:  # the server lost its script cache (restart, flush): load and run again
+            for sha in {commands[i][1] for i in retry}:
+                await self._redis.script_load(self._scripts[sha])
+            again = await self._execute([commands[i] for i in retry])
+            for i, reply in zip(retry, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if len(commands) == 1:
+            try:
+                return [await self._redis.execute_command(*commands[0])]
+            except redis_errors.ResponseError as exc:
+                return [exc]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        """Wait for pipelines in flight."""
+        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Lane:
+    """One ordered stream of pipelines (see ``Batcher``)."""
+
+    __slots__ = ("_batcher", "_pending", "task")
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((args, future))
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        return future
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._send(batch)
+        finally:
+            self.task = None
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self._batcher.execute([args for args, _ in batch])
+        except Exception as exc:  # the connection failed: every caller of this batch gets the error
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # the caller timed out
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
 
 def _load_script(name: str) -> str:
@@ -142,13 +249,18 @@ class FeedStore:
         self._window = resume_window
         self._retention_ms = int(retention_days * 86_400_000)
         self._timeout = timeout
-        self._write = redis.register_script(_load_script("write.lua"))
-        self._cursor = redis.register_script(_load_script("cursor.lua"))
-        self._read = redis.register_script(_load_script("read.lua"))
-        self._replace = redis.register_script(_load_script("replace.lua"))
-        self._delete = redis.register_script(_load_script("delete.lua"))
-        self._find = redis.register_script(_load_script("find.lua"))
-        self._marks = redis.register_script(_load_script("marks.lua"))
+        self._batcher = Batcher(redis)
+        self._write = self._batcher.script(_load_script("write.lua"))
+        self._cursor = self._batcher.script(_load_script("cursor.lua"))
+        self._read = self._batcher.script(_load_script("read.lua"))
+        self._replace = self._batcher.script(_load_script("replace.lua"))
+        self._delete = self._batcher.script(_load_script("delete.lua"))
+        self._find = self._batcher.script(_load_script("find.lua"))
+        self._marks = self._batcher.script(_load_script("marks.lua"))
+
+    async def _run(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script (in this tick's pipeline), bounded in time; Redis trouble becomes 503."""
+        return await self._call(lambda: self._batcher.evalsha(sha, keys, args))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis operation, bounded in time; Redis trouble becomes 503."""
@@ -159,8 +271,10 @@ class FeedStore:
             raise Unavailable("Redis did not answer in time", retry_after=RETRY_AFTER) from None
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             raise Unavailable(f"Redis is unavailable: {type(exc).__name__}", retry_after=RETRY_AFTER) from None
-        except redis_errors.BusyLoadingError:
-            raise Unavailable("Redis is loading its data", retry_after=RETRY_AFTER) from None
+        except redis_errors.ResponseError as exc:
+            if str(exc).startswith(_TRANSIENT_REPLIES):
+                raise Unavailable(f"Redis refused: {str(exc)[:80]}", retry_after=RETRY_AFTER) from None
+            raise
 
     def _cutoff(self) -> int:
         return int(time.time() * 1000) - self._retention_ms if self._retention_ms else 0
@@ -171,7 +285,7 @@ class FeedStore:
         args: list[Any] = [new_epoch(), feed, self._max_len, self._window, self._cutoff(), len(items)]
         for item in items:
             args.extend(item.args())
-        result = await self._call(lambda: self._write(keys=k, args=args))
+        result = await self._run(self._write, k, args)
         return _unpack_write(result)
 
     async def replace(self, feed: str, items: Sequence[ReplaceItem]) -> list[ItemResult]:
@@ -180,7 +294,7 @@ class FeedStore:
         args: list[Any] = [new_epoch(), feed, self._window, len(items)]
         for item in items:
             args.extend(item.args())
-        result = await self._call(lambda: self._replace(keys=k, args=args))
+        result = await self._run(self._replace, k, args)
         return [_item_result(r) for r in result]
 
     async def delete(
@@ -192,7 +306,7 @@ class FeedStore:
         for activity_id in ids:
             version = "" if expected_version is None else expected_version
             args.extend((activity_id, version, actor, "1" if may_override else ""))
-        result = await self._call(lambda: self._delete(keys=k, args=args))
+        result = await self._run(self._delete, k, args)
         return [_item_result(r) for r in result]
 
     async def find(self, feed: str, refs: Sequence[tuple[str, str, str]]) -> list[bytes | None]:
@@ -201,13 +315,13 @@ class FeedStore:
         args: list[Any] = ["refs", len(refs)]
         for ref in refs:
             args.extend(ref)
-        result = await self._call(lambda: self._find(keys=k, args=args))
+        result = await self._run(self._find, k, args)
         return [body if isinstance(body, bytes) else None for body in result]
 
     async def find_foreign_id(self, feed: str, foreign_id: str) -> list[bytes]:
         """Every body of ``feed`` with this ``foreign_id``."""
         k = self.keys.feed(feed)
-        return list(await self._call(lambda: self._find(keys=k, args=["foreign_id", foreign_id])))
+        return list(await self._run(self._find, k, ["foreign_id", foreign_id]))
 
     async def marks(
         self, feed: str, mode: str, ids: Sequence[str] = (), *, all_: bool = False
@@ -217,7 +331,7 @@ class FeedStore:
         Returns (unseen, unread, seen flags, read flags) — one flag per id given.
         """
         keys = [*self.keys.feed(feed), *self.keys.notification_marks(feed)]
-        result = await self._call(lambda: self._marks(keys=keys, args=[mode, "1" if all_ else "", *ids]))
+        result = await self._run(self._marks, keys, [mode, "1" if all_ else "", *ids])
         n = len(ids)
         flags = [bool(x) for x in result[2:]]
         return int(result[0]), int(result[1]), flags[:n], flags[n:]
@@ -226,7 +340,7 @@ class FeedStore:
         """The feed's (epoch, seq); with ``since=(epoch, seq)`` also the change events after it."""
         k = self.keys.feed(feed)
         args: list[Any] = [new_epoch(), "", ""] if since is None else [new_epoch(), since[1], since[0]]
-        result = await self._call(lambda: self._cursor(keys=k, args=args))
+        result = await self._run(self._cursor, k, args)
         epoch, seq = result[0].decode(), int(result[1])
         if since is None:
             return CursorResult(epoch, seq, True, [])
@@ -259,7 +373,7 @@ class FeedStore:
             "asc" if ascending else "desc",
             count,
         ]
-        result = await self._call(lambda: self._read(keys=k, args=args))
+        result = await self._run(self._read, k, args)
         if result[0] == b"bad":
             raise Invalid(result[1].decode(), errors=[{"loc": "query", "msg": result[1].decode(), "type": "cursor"}])
         return list(result[1:])
@@ -267,8 +381,12 @@ class FeedStore:
     async def get(self, feed: str, activity_id: str) -> bytes | None:
         """The stored body of one activity, or None."""
         acts = self.keys.feed(feed).acts
-        result = await self._call(lambda: self._redis.hget(acts, activity_id))
+        result = await self._call(lambda: self._batcher.command(acts, "HGET", acts, activity_id))
         return result if isinstance(result, bytes) else None
+
+    async def close(self) -> None:
+        """Let pipelines in flight finish."""
+        await self._batcher.close()
 
     async def ping(self) -> bool:
         """True if Redis answers."""

@@ -37,6 +37,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 CLOSE_NORMAL = 1000
 CLOSE_UNAUTHENTICATED = 4001
 CLOSE_SLOW_CONSUMER = 4008
+#: Publishes of one connection being stored at once; the reader waits when this many are open.
+MAX_PIPELINED_PUBLISHES = 64
 
 
 class Connection:
@@ -222,6 +224,9 @@ class WebSocketEndpoint:
         try:
             await session.run(headers, receive)
         finally:
+            with contextlib.suppress(TimeoutError):  # answer publishes already being stored
+                async with asyncio.timeout(self.close_timeout):
+                    await session.drain()
             self.service.hub.drop_peer(conn)
             session.cancel_expiry()
             if not conn.closing:
@@ -272,6 +277,8 @@ class Session:
         self.conn = conn
         self.principal: Principal = endpoint.auth.anonymous
         self._expiry: asyncio.TimerHandle | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_PIPELINED_PUBLISHES)
 
     async def run(self, headers: Headers, receive: Receive) -> None:
         """Authenticate (header or first message, 4001 after ``auth_timeout``), then serve messages."""
@@ -318,17 +325,41 @@ class Session:
         data = message.get("text")
         if data is None:
             data = message.get("bytes") or b""
-        ref: protocol.Ref = None
         try:
             command = protocol.parse_command(data)
-            ref = command.ref
+        except FeedError as exc:
+            self.conn.send(protocol.error(exc, protocol.peek_ref(data)))
+            return not self.conn.closing
+        if isinstance(command, protocol.Publish):
+            # Publishes are pipelined: the next message is read while this one is stored. Their
+            # writes enter the store's per-tick pipeline in arrival order, so they stay in order.
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run(command))
+            self._inflight.add(task)
+            task.add_done_callback(self._publish_done)
+        else:
+            await self.drain()  # any other command sees the effect of earlier publishes
+            await self._run(command)
+        return not self.conn.closing
+
+    def _publish_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+
+    async def drain(self) -> None:
+        """Wait until every pipelined publish of this connection has been answered."""
+        while self._inflight:
+            await asyncio.wait(list(self._inflight))
+
+    async def _run(self, command: Any) -> None:
+        """Execute one command; errors become ``error`` replies and the connection stays open."""
+        try:
             await self._dispatch(command)
         except FeedError as exc:
-            self.conn.send(protocol.error(exc, ref if ref is not None else protocol.peek_ref(data)))
+            self.conn.send(protocol.error(exc, command.ref))
         except Exception:
             log.exception("%s: error handling a message", self.conn.client)
-            self.conn.send(protocol.error(FeedError("internal error"), ref))
-        return not self.conn.closing
+            self.conn.send(protocol.error(FeedError("internal error"), command.ref))
 
     async def _dispatch(self, command: Any) -> None:
         conn, ref = self.conn, command.ref

@@ -265,3 +265,19 @@ async def test_receives_ack_before_own_event_order_is_consistent(server):
     await send(ws, {"type": "publish", "ref": "x", "feed": "room:self", "activity": ACTIVITY})
     ack = await recv_until(ws, "ack")
     assert ack["ref"] == "x"
+
+
+async def test_pipelined_publishes_are_acked_and_stored_in_order(server):
+    """Publishes sent back to back (without waiting for acks) are stored and acked in send order."""
+    token = server.token("a", RIGHTS)
+    ws = await server.ws(token)
+    for i in range(300):
+        await ws.send(f'{{"type":"publish","ref":{i},"feed":"room:pipe","activity":{{"verb":"v","object":"o:{i}"}}}}')
+    await send(ws, {"type": "ping", "ref": "after"})  # non-publish commands wait for earlier publishes
+    replies = [await recv(ws) for _ in range(301)]
+    acks = [r for r in replies if r["type"] == "ack"]
+    assert [a["ref"] for a in acks] == list(range(300))
+    assert [a["activities"][0]["seq"] for a in acks] == list(range(1, 301))
+    assert replies[-1] == {"type": "pong", "ref": "after"}
+    listed = (await server.http(token).get("/v1/feeds/room:pipe/activities?limit=3")).json()["results"]
+    assert [a["object"] for a in listed] == ["o:299", "o:298", "o:297"]
