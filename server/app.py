@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from .auth import Authenticator
 from .broker import Broker
 from .config import Settings, load_settings
+from .dialects import dialect_routes
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError
 from .http import feed_error_handler, http_error_handler, internal_error_handler, json_response
@@ -127,6 +128,7 @@ class FeedApp:
         self.openapi = OpenApi()
         routes: list[BaseRoute] = [
             *self.native.routes(),
+            *dialect_routes(self.service, self.auth, self.openapi, max_body),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
         ]
@@ -168,6 +170,7 @@ class FeedApp:
             self.ws.close_all(1012, "server restarting")
             await self.hub.close()
             await self.broker.close()
+            await self.store.close()
             await self.redis.aclose()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)

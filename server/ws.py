@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from websockets.protocol import OPEN
 
 from . import protocol
 from .acl import Principal
@@ -127,6 +128,16 @@ class Connection:
                 return
 
 
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2) as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        return b"\x81" + bytes((n,)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
 class DirectWriter:
     """Synchronous frame writes through uvicorn's ``websockets-sansio`` protocol object.
 
@@ -134,16 +145,21 @@ class DirectWriter:
     task switch per frame, and ASGI cannot drop a peer whose socket never drains. uvicorn's
     protocol object (behind the bound ``send``) holds the websockets ``ServerProtocol`` and the
     transport, so this does what uvicorn's own ``send`` does for ``websocket.send`` — minus the
-    await — whenever the transport is writable. ``attach`` returns None for any other server, and
-    everything then goes through ASGI ``send``.
+    await — whenever the transport is writable. On a connection without extensions (no
+    permessage-deflate) the frame bytes are the same for every subscriber, so they are built once
+    per event (``_last``) and written as they are. ``attach`` returns None for any other server,
+    and everything then goes through ASGI ``send``.
     """
 
-    __slots__ = ("_proto",)
+    __slots__ = ("_proto", "_plain")
 
     _REQUIRED = ("conn", "transport", "writable", "close_sent")
+    #: (payload, frame) of the last frame built: fan-out sends one payload to many connections.
+    _last: tuple[bytes, bytes] = (b"", text_frame(b""))
 
     def __init__(self, proto: Any) -> None:
         self._proto = proto
+        self._plain = not proto.conn.extensions
 
     @classmethod
     def attach(cls, send: Send) -> DirectWriter | None:
@@ -153,13 +169,19 @@ class DirectWriter:
             return None
         return cls(proto)
 
-    def write(self, frame: bytes) -> bool:
+    def write(self, payload: bytes) -> bool:
         """Write one text frame now; False if the socket is backed up or closing (queue it instead)."""
         proto = self._proto
         if proto.close_sent or not proto.writable.is_set() or proto.transport.is_closing():
             return False
-        proto.conn.send_text(frame)
-        proto.transport.write(b"".join(proto.conn.data_to_send()))
+        if self._plain and proto.conn.state is OPEN and not proto.conn.expect_continuation_frame:
+            last = DirectWriter._last
+            if last[0] is not payload:
+                last = DirectWriter._last = (payload, text_frame(payload))
+            proto.transport.write(last[1])
+        else:
+            proto.conn.send_text(payload)
+            proto.transport.write(b"".join(proto.conn.data_to_send()))
         return True
 
     def abort_if_stuck(self) -> None:
