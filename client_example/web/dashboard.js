@@ -1,0 +1,543 @@
+/**
+ * dashboard.js — the live activity dashboard served at `/demo/`.
+ *
+ * URL parameters: `token` (a JWT; optional — without it only public feeds can be read), `feed`
+ * (repeatable, or comma-separated), `server` (base URL of another feed server; default: this page's
+ * origin), `limit` (history page size, default 30). Without a feed it shows a small form.
+ *
+ * Per feed: history is read over HTTP (`GET /v1/feeds/{feed}/activities`), then every change
+ * arrives live through `FeedClient` (feedclient.js), which resumes from the last `(epoch, seq)`
+ * after a reconnect. History and live events are merged by activity id, keeping the version with
+ * the highest change `seq`, so the order in which the two arrive does not matter. A `reset` or
+ * `recovered:false` reloads the history in place.
+ *
+ * The page sets `document.body.dataset.status` (`connecting`, `live`, `reconnecting`, `closed`)
+ * and `data-id`/`data-seq` on each card, for people and tests alike.
+ */
+
+import { FeedClient } from "./feedclient.js";
+import { icon } from "./icons.js";
+import { activityCard, el, refreshTimes } from "./render.js";
+
+const MAX_ITEMS = 150; // cards kept per column on a screen left open for days
+const REMOVE_ANIMATION_MS = 450;
+
+/** An HTTP error with the server's RFC 9457 problem body (when there is one). */
+class HttpError extends Error {
+  constructor(status, problem) {
+    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/** Read `?token=…&feed=…&feed=…` (feeds may also be comma-separated). */
+function readParams(search) {
+  const params = new URLSearchParams(search);
+  const feeds = params
+    .getAll("feed")
+    .flatMap((f) => f.split(","))
+    .map((f) => f.trim())
+    .filter(Boolean);
+  const limit = Math.min(Math.max(parseInt(params.get("limit") || "30", 10) || 30, 1), 100);
+  return { token: params.get("token") || "", feeds: [...new Set(feeds)], server: params.get("server") || "", limit };
+}
+
+// -- one column per feed ------------------------------------------------------------------------
+
+class FeedColumn {
+  constructor(app, feed) {
+    this.app = app;
+    this.feed = feed;
+    this.items = new Map(); // id → {activity, seq, node, gen}
+    this.tombstones = new Map(); // id → seq of its deletion
+    this.gen = 0; // bumped on each (re)load: items of an older generation are stale
+    this.next = null;
+    this.sub = null;
+
+    this.list = el("ol.items", { "aria-live": "polite" });
+    this.count = el("span.count", {}, "");
+    this.cursor = el("span.cursor", { title: "resume cursor (epoch · seq)" }, "");
+    this.notice = el("div.notice", { hidden: true });
+    this.empty = el("div.empty", {}, icon("sparkles"), el("p", {}, "Nothing here yet."), el("p.hint", {}, "New activity will appear live."));
+    this.more = el("button.more", { type: "button", hidden: true }, "Load older");
+    this.more.addEventListener("click", () => this.loadOlder());
+    this.root = el(
+      "section.column",
+      { dataset: { feed } },
+      el("header.column-head", {}, el("h2", { title: feed }, feed), el("div.meta", {}, this.count, this.cursor)),
+      this.notice,
+      this.list,
+      this.empty,
+      this.more,
+    );
+  }
+
+  /** Subscribe through the shared client; history is (re)loaded once the cursor is known. */
+  subscribe(client) {
+    this.sub = client.subscribe(this.feed, {
+      onSubscribed: (reply, { resumed }) => {
+        this.setNotice(null);
+        if (!resumed) this.reload();
+        this.renderMeta();
+      },
+      onEvent: (frame) => this.onEvent(frame),
+      onReset: ({ reason }) => {
+        this.app.toast(`${this.feed}: ${reason === "reset" ? "history changed" : "missed too much"} — reloading`, "warn");
+        this.reload();
+      },
+      onError: (err) => this.setNotice(`Cannot subscribe: ${err.detail || err.message}`, "error"),
+    });
+  }
+
+  /** Read the newest page and merge it in; items not in it (and not touched meanwhile) go away. */
+  async reload() {
+    const gen = ++this.gen;
+    this.tombstones.clear();
+    this.root.classList.add("loading");
+    try {
+      const page = await this.app.api(`/v1/feeds/${encodeURIComponent(this.feed)}/activities?limit=${this.app.limit}`);
+      if (gen !== this.gen) return;
+      for (const a of page.results || []) this.merge(a, a.seq ?? 0, { live: false });
+      for (const [id, item] of this.items) if (item.gen !== gen) this.remove(id, false);
+      this.next = page.next || null;
+      this.setNotice(null);
+    } catch (err) {
+      if (gen !== this.gen) return;
+      this.setNotice(`Cannot read history: ${err.message}`, "error");
+    } finally {
+      if (gen === this.gen) this.root.classList.remove("loading");
+      this.renderMeta();
+    }
+  }
+
+  async loadOlder() {
+    if (!this.next) return;
+    const gen = this.gen;
+    this.more.disabled = true;
+    try {
+      const page = await this.app.api(this.next);
+      if (gen !== this.gen) return;
+      for (const a of page.results || []) this.merge(a, a.seq ?? 0, { live: false, older: true });
+      this.next = page.next || null;
+    } catch (err) {
+      this.app.toast(`Cannot load older activity: ${err.message}`, "error");
+    } finally {
+      this.more.disabled = false;
+      this.renderMeta();
+    }
+  }
+
+  /** A live (or replayed) change. */
+  onEvent(frame) {
+    const activity = frame.activity || {};
+    if (frame.event === "deleted") {
+      this.tombstones.set(activity.id, frame.seq);
+      this.remove(activity.id, true);
+    } else {
+      this.merge(activity, frame.seq, { live: true, updated: frame.event === "updated" });
+    }
+    this.renderMeta();
+    this.app.onFeedEvent(this.feed, frame);
+  }
+
+  /** Put `a` (as of change `seq`) in its place, unless we already show a newer state of it. */
+  merge(a, seq, { live, updated = false, older = false }) {
+    if (!a || !a.id) return;
+    const deletedAt = this.tombstones.get(a.id);
+    if (deletedAt !== undefined && deletedAt >= seq) return;
+    const existing = this.items.get(a.id);
+    if (existing && existing.gen === this.gen && existing.seq >= seq) return;
+    if (!existing && older && this.items.size >= MAX_ITEMS * 2) return;
+    const node = activityCard(a);
+    if (live) node.classList.add(existing || updated ? "changed" : "fresh");
+    if (existing) existing.node.remove();
+    this.items.set(a.id, { activity: a, seq, node, gen: this.gen });
+    this.insertSorted(node, a);
+    if (!older) this.trim();
+  }
+
+  insertSorted(node, a) {
+    const key = sortKey(a);
+    for (const child of this.list.children) {
+      const other = this.items.get(child.dataset.id);
+      if (other && !child.classList.contains("leaving") && sortKey(other.activity) < key) {
+        this.list.insertBefore(node, child);
+        return;
+      }
+    }
+    this.list.append(node);
+  }
+
+  trim() {
+    while (this.items.size > MAX_ITEMS) {
+      const last = [...this.list.children].reverse().find((n) => !n.classList.contains("leaving"));
+      if (!last) break;
+      this.remove(last.dataset.id, false);
+    }
+  }
+
+  remove(id, animate) {
+    const item = this.items.get(id);
+    if (!item) return;
+    this.items.delete(id);
+    if (!animate) {
+      item.node.remove();
+      return;
+    }
+    item.node.classList.add("leaving");
+    setTimeout(() => item.node.remove(), REMOVE_ANIMATION_MS);
+  }
+
+  setNotice(text, kind = "info") {
+    this.notice.hidden = !text;
+    this.notice.className = `notice ${kind}`;
+    this.notice.textContent = text || "";
+  }
+
+  renderMeta() {
+    const n = this.items.size;
+    this.count.textContent = `${n} ${n === 1 ? "activity" : "activities"}`;
+    const c = this.sub && this.sub.cursor;
+    this.cursor.textContent = c && c.epoch ? `seq ${c.seq ?? "…"}` : "";
+    this.cursor.title = c && c.epoch ? `resume cursor: epoch ${c.epoch}, seq ${c.seq ?? "unknown"}` : "";
+    this.empty.hidden = n > 0 || this.root.classList.contains("loading");
+    this.more.hidden = !this.next;
+  }
+}
+
+/** Newest first: by time, then id (ULIDs sort by time too). */
+function sortKey(a) {
+  return `${a.time || ""}|${a.id || ""}`;
+}
+
+// -- the unseen-notifications badge ------------------------------------------------------------
+
+/**
+ * The caller's unseen notification count (SPEC §6): read from `GET /v1/notifications`, refreshed
+ * when something arrives on the caller's `notifications:<sub>` feed, and set directly by the live
+ * count pushes (`{"type":"notifications","unseen":n,"unread":m}`). Where the server has no
+ * notifications endpoint (404) the bell stays hidden.
+ */
+class Notifications {
+  constructor(app) {
+    this.app = app;
+    this.feed = null;
+    this.available = false;
+    this.results = [];
+    this.badge = el("span.badge-count", {}, "");
+    this.button = el("button.icon-button.bell", { type: "button", hidden: true, title: "Notifications" }, icon("bell"), this.badge);
+    this.panel = el("div.notif-panel", { hidden: true });
+    this.button.addEventListener("click", () => this.toggle());
+    this._timer = null;
+  }
+
+  /** After `welcome`: watch the caller's notification feed and read the counts. */
+  async start(client, sub) {
+    this.feed = `notifications:${sub}`;
+    if (!client.subscriptions.has(this.feed)) {
+      client.subscribe(this.feed, { onEvent: () => this.soon(), onReset: () => this.soon() });
+    }
+    await this.refresh();
+  }
+
+  /** Refresh shortly (coalesces bursts). */
+  soon() {
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this.refresh(), 250);
+  }
+
+  async refresh() {
+    try {
+      const page = await this.app.api("/v1/notifications?limit=10");
+      this.available = true;
+      this.results = page.results || [];
+      this.setCounts(page.unseen, page.unread);
+      if (!this.panel.hidden) this.renderPanel();
+    } catch (err) {
+      if (err.status === 404 || err.status === 405 || err.status === 501) this.hide();
+    }
+  }
+
+  /** A frame from the socket: live count pushes carry `unseen` (and `unread`). */
+  onFrame(frame) {
+    if (frame.type !== "activity" && typeof frame.unseen === "number") {
+      this.available = true;
+      this.setCounts(frame.unseen, frame.unread);
+    }
+  }
+
+  setCounts(unseen, unread) {
+    if (typeof unseen !== "number") return this.hide();
+    this.button.hidden = false;
+    this.badge.textContent = unseen > 99 ? "99+" : String(unseen);
+    this.badge.hidden = unseen === 0;
+    this.button.title = `${unseen} unseen${typeof unread === "number" ? `, ${unread} unread` : ""} notifications`;
+    this.app.setTitleCount(unseen);
+  }
+
+  hide() {
+    this.available = false;
+    this.button.hidden = true;
+    this.panel.hidden = true;
+    this.app.setTitleCount(0);
+  }
+
+  toggle() {
+    this.panel.hidden = !this.panel.hidden;
+    if (!this.panel.hidden) {
+      this.renderPanel();
+      this.refresh();
+    }
+  }
+
+  renderPanel() {
+    const markSeen = el("button.link-button", { type: "button" }, "Mark all as seen");
+    markSeen.addEventListener("click", async () => {
+      try {
+        await this.app.api("/v1/notifications/seen", { method: "POST", body: { all: true } });
+      } catch (err) {
+        this.app.toast(`Could not mark as seen: ${err.message}`, "error");
+      }
+      this.refresh();
+    });
+    const list = this.results.length
+      ? el("ol.items.mini", {}, this.results.map((a) => activityCard(a)))
+      : el("p.hint", {}, "No notifications.");
+    this.panel.replaceChildren(el("header", {}, el("h3", {}, "Notifications"), markSeen), list);
+  }
+}
+
+// -- the page -------------------------------------------------------------------------------------
+
+class Dashboard {
+  constructor(params) {
+    this.token = params.token;
+    this.feeds = params.feeds;
+    this.limit = params.limit;
+    this.base = (params.server || location.origin).replace(/\/+$/, "");
+    this.titleBase = `Activity · ${this.feeds.join(", ")}`;
+    this.columns = new Map();
+    this.statusLabel = el("span.label", {}, "Connecting…");
+    this.status = el("div.status", { dataset: { state: "connecting" }, role: "status" }, el("span.dot"), this.statusLabel);
+    this.clock = el("time.clock", {}, "");
+    this.toasts = el("div.toasts", { "aria-live": "polite" });
+    this.notifications = new Notifications(this);
+    this._countdown = null;
+  }
+
+  /** `fetch` against the feed server with the token; JSON in and out; throws `HttpError`. */
+  async api(path, { method = "GET", body } = {}) {
+    const headers = { Accept: "application/json" };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const url = /^https?:/.test(path) ? path : this.base + path;
+    const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!response.ok) throw new HttpError(response.status, data);
+    return data;
+  }
+
+  start() {
+    document.title = this.titleBase;
+    this.renderShell();
+    const wsUrl = new URL("/v1/ws", this.base);
+    wsUrl.protocol = wsUrl.protocol === "https:" ? "wss:" : "ws:";
+    this.client = new FeedClient(wsUrl.href, { token: this.token || undefined });
+    this.client.on("status", (s) => this.renderStatus(s));
+    this.client.on("frame", (frame) => this.notifications.onFrame(frame));
+    this.client.on("welcome", ({ sub }) => {
+      if (sub && !this.notifications.feed) this.notifications.start(this.client, sub);
+    });
+    this.client.on("error", (err) => this.toast(err.detail || err.message, "error"));
+    for (const column of this.columns.values()) column.subscribe(this.client);
+    this.client.connect();
+    this.tick();
+    setInterval(() => this.tick(), 10_000);
+  }
+
+  /** Forward events of the notification feed when it is also shown as a column. */
+  onFeedEvent(feed) {
+    if (feed === this.notifications.feed) this.notifications.soon();
+  }
+
+  tick() {
+    const now = new Date();
+    this.clock.textContent = now.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    this.clock.dateTime = now.toISOString();
+    refreshTimes(document.body, now.getTime());
+  }
+
+  renderShell() {
+    const compose = el("button.primary", { type: "button", hidden: !this.token, title: "Post an activity" }, icon("plus"), "Post");
+    compose.addEventListener("click", () => this.openComposer());
+    const settings = el("button.icon-button", { type: "button", title: "Change token or feeds" }, icon("settings"));
+    settings.addEventListener("click", () => {
+      this.client.close();
+      showConnectForm(readParams(location.search));
+    });
+    const header = el(
+      "header.topbar",
+      {},
+      el(
+        "div.brand",
+        {},
+        el("span.logo", {}, icon("activity")),
+        el("div", {}, el("h1", {}, "Activity"), el("p.subtitle", {}, this.feeds.length === 1 ? this.feeds[0] : `${this.feeds.length} feeds`)),
+      ),
+      el("div.spacer"),
+      this.clock,
+      this.status,
+      this.notifications.button,
+      compose,
+      settings,
+    );
+    const main = el("main.columns", {});
+    main.style.setProperty("--cols", String(Math.min(this.feeds.length, 4)));
+    for (const feed of this.feeds) {
+      const column = new FeedColumn(this, feed);
+      this.columns.set(feed, column);
+      main.append(column.root);
+      column.renderMeta();
+    }
+    document.body.replaceChildren(header, this.notifications.panel, main, this.toasts, this.composer());
+  }
+
+  renderStatus({ state, delay, code, reason, resumed }) {
+    clearInterval(this._countdown);
+    const shown = state === "open" ? "live" : state;
+    this.status.dataset.state = shown;
+    document.body.dataset.status = shown;
+    if (state === "open") {
+      this.statusLabel.textContent = "Live";
+      if (resumed) this.toast("Reconnected — catching up from where we left off", "ok");
+    } else if (state === "reconnecting" && delay) {
+      const until = Date.now() + delay;
+      const show = () => {
+        const left = Math.ceil((until - Date.now()) / 1000);
+        this.statusLabel.textContent = left > 0 ? `Reconnecting in ${left} s` : "Reconnecting…";
+      };
+      show();
+      this._countdown = setInterval(show, 500);
+    } else if (state === "reconnecting" || state === "connecting") {
+      this.statusLabel.textContent = state === "connecting" ? "Connecting…" : "Reconnecting…";
+    } else if (state === "closed") {
+      this.statusLabel.textContent = code === 4001 ? "Token rejected" : code === 4003 ? "Forbidden" : "Disconnected";
+      this.status.title = reason || "";
+      if (code === 4001) this.toast(`The server refused the token${reason ? `: ${reason}` : ""}`, "error");
+    }
+  }
+
+  setTitleCount(n) {
+    document.title = n ? `(${n}) ${this.titleBase}` : this.titleBase;
+  }
+
+  toast(text, kind = "info") {
+    const node = el(`div.toast.${kind}`, { role: "status" }, text);
+    this.toasts.append(node);
+    setTimeout(() => node.classList.add("leaving"), 4000);
+    setTimeout(() => node.remove(), 4500);
+  }
+
+  // -- composer ---------------------------------------------------------------------------------
+
+  composer() {
+    const feedSelect = el("select", { name: "feed" }, this.feeds.map((f) => el("option", { value: f }, f)));
+    const emotions = ["", "fire", "love", "like", "happy", "party", "wow", "sad"];
+    this.form = el(
+      "form.compose",
+      { method: "dialog" },
+      el("h3", {}, "Post an activity"),
+      el("label", {}, "Feed", feedSelect),
+      el("div.row", {},
+        el("label", {}, "Verb", el("input", { name: "verb", value: "comment.add", required: true, maxLength: 255 })),
+        el("label", {}, "Object", el("input", { name: "object", placeholder: "e.g. booking:f4d1c8e5", value: "dashboard" })),
+      ),
+      el("label", {}, "Text", el("textarea", { name: "text", rows: 3, placeholder: "What happened?", required: true })),
+      el("div.row", {},
+        el("label", {}, "Emotion", el("select", { name: "emotion" }, emotions.map((e) => el("option", { value: e }, e || "—")))),
+        el("label", {}, "Audience", el("select", { name: "audience" },
+          ["members", "everyone", "public"].map((a) => el("option", { value: a }, a)))),
+      ),
+      el("label", {}, "Link (optional)", el("input", { name: "link", type: "url", placeholder: "https://…" })),
+      el("p.error", { hidden: true }),
+      el("div.actions", {},
+        el("button.ghost", { type: "button", value: "cancel", onclick: () => this.dialog.close() }, "Cancel"),
+        el("button.primary", { type: "submit" }, "Post"),
+      ),
+    );
+    this.form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.submitComposer();
+    });
+    this.dialog = el("dialog.composer", {}, this.form);
+    return this.dialog;
+  }
+
+  openComposer() {
+    this.form.querySelector(".error").hidden = true;
+    this.dialog.showModal();
+    this.form.elements.text.focus();
+  }
+
+  async submitComposer() {
+    const f = this.form.elements;
+    const activity = { verb: f.verb.value.trim(), object: f.object.value.trim() || "dashboard", text: f.text.value.trim() };
+    if (f.emotion.value) activity.emotion = f.emotion.value;
+    activity.audience = [f.audience.value];
+    if (f.link.value.trim()) activity.attachments = [{ type: "link", url: f.link.value.trim() }];
+    const submit = this.form.querySelector("button[type=submit]");
+    const error = this.form.querySelector(".error");
+    submit.disabled = true;
+    try {
+      const [stored] = await this.client.publish(f.feed.value, activity, { timeout: 8000 });
+      this.dialog.close();
+      f.text.value = "";
+      this.toast(`Posted to ${f.feed.value}${stored && stored.seq ? ` (seq ${stored.seq})` : ""}`, "ok");
+    } catch (err) {
+      error.hidden = false;
+      error.textContent = err.detail || err.message;
+    } finally {
+      submit.disabled = false;
+    }
+  }
+}
+
+// -- the connect form -----------------------------------------------------------------------------
+
+function showConnectForm(params) {
+  const feeds = el("textarea", { name: "feeds", rows: 3, required: true, placeholder: "booking:f4d1c8e5\nuser:42" });
+  feeds.value = params.feeds.join("\n");
+  const token = el("textarea", { name: "token", rows: 3, placeholder: "eyJhbGciOi… (leave empty for public feeds)" });
+  token.value = params.token;
+  const form = el(
+    "form.connect-card",
+    {},
+    el("div.brand", {}, el("span.logo", {}, icon("activity")), el("h1", {}, "Activity dashboard")),
+    el("p.hint", {}, "Shows each feed's history, then every change live. Keep it open on a screen."),
+    el("label", {}, "Feeds (one per line)", feeds),
+    el("label", {}, "Token", token),
+    el("div.actions", {}, el("button.primary", { type: "submit" }, "Open dashboard")),
+    el("p.hint.small", {}, "Tip: bookmark the resulting URL — it carries ", el("code", {}, "?token=…&feed=…"), "."),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const next = new URLSearchParams();
+    if (token.value.trim()) next.set("token", token.value.trim());
+    for (const f of feeds.value.split(/[\s,]+/).filter(Boolean)) next.append("feed", f);
+    if (params.server) next.set("server", params.server);
+    location.search = next.toString();
+  });
+  document.body.dataset.status = "setup";
+  document.body.replaceChildren(el("div.connect", {}, form));
+}
+
+const params = readParams(location.search);
+if (params.feeds.length) new Dashboard(params).start();
+else showConnectForm(params);

@@ -1,0 +1,380 @@
+"""The live dashboard (client_example/web, served at /demo/) in a real headless Chromium.
+
+Driven by the ``playwright`` package against Debian's ``/usr/bin/chromium`` (never a downloaded
+browser); skipped when either is missing. A screenshot is saved to ``artifacts/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from conftest import ROOT, RunningServer, make_settings, start_server
+
+from server.embedded import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "artifacts"
+FEEDS = {"room:*": ["read", "write", "member"]}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+]
+async_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+
+Starter = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start(redis_url: str, prefix: str) -> AsyncIterator[Starter]:
+    """Start servers sharing this test's Redis prefix, optionally on a given port (to restart one)."""
+    running: list[RunningServer] = []
+
+    async def starter(port: int | None = None) -> RunningServer:
+        srv = await start_server(make_settings(redis_url, prefix, server={"port": port or free_port()}))
+        running.append(srv)
+        return srv
+
+    yield starter
+    for srv in running:
+        if not srv.task.done():
+            await srv.stop()
+
+
+@dataclass
+class Console:
+    """Errors the page reported, each tagged with the test's phase at the time."""
+
+    phase: str = "normal"  # "restart" while the server is deliberately down
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def unexpected(self) -> list[tuple[str, str]]:
+        """All errors except the browser's own reports of refused connections while the server is down."""
+        refused = re.compile(r"WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET")
+        return [(phase, text) for phase, text in self.errors if not (phase == "restart" and refused.search(text))]
+
+
+@pytest.fixture
+def console() -> Console:
+    """Collects the page's console errors and uncaught exceptions."""
+    return Console()
+
+
+@pytest.fixture
+async def page(console: Console) -> AsyncIterator[Any]:
+    """A fresh page in headless Chromium, reporting its errors to ``console``."""
+    async with async_api.async_playwright() as pw:
+        browser = await asyncio.wait_for(pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS), 30)
+        try:
+            context = await browser.new_context(viewport={"width": 1600, "height": 1000})
+            pg = await context.new_page()
+            pg.set_default_timeout(10_000)
+            pg.on("console", lambda m: m.type == "error" and console.errors.append((console.phase, m.text)))
+            pg.on("pageerror", lambda e: console.errors.append(("pageerror", str(e))))
+            yield pg
+        finally:
+            await asyncio.wait_for(browser.close(), 15)
+
+
+def ago(minutes: float) -> str:
+    """An ISO time ``minutes`` ago."""
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+
+
+AVATAR = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 48 48'%3E"
+    "%3Crect width='48' height='48' fill='%23f59e0b'/%3E%3Ccircle cx='24' cy='19' r='9' fill='%23fff7ed'/%3E"
+    "%3Cpath d='M8 46c2-10 9-15 16-15s14 5 16 15z' fill='%23fff7ed'/%3E%3C/svg%3E"
+)
+
+HISTORY = [
+    {
+        "actor": {"id": "u-priya", "name": "Priya Natarajan"},
+        "verb": "booking.update",
+        "object": {"id": "f4d1c8e5", "type": "booking"},
+        "text": "Moved the check-in and added a guest",
+        "changes": {"checkIn": {"from": "14:00", "to": "15:00"}, "guests": {"from": 2, "to": 3}},
+        "emotion": "like",
+        "audience": ["members"],
+        "time": ago(42),
+    },
+    {
+        "actor": {"id": "u-sofia", "name": "Sofia Rossi", "avatar": "data:image/png;base64,broken"},
+        "verb": "video.upload",
+        "object": "walkthrough",
+        "text": "Uploaded the property walkthrough",
+        "attachments": [{"type": "video", "url": "https://example.com/v/walkthrough.mp4"}],
+        "emotion": "party",
+        "audience": ["public", "members"],
+        "time": ago(180),
+    },
+    {
+        "actor": {"id": "u-marcus", "name": "Marcus Chen", "avatar": AVATAR},
+        "verb": "comment.add",
+        "object": {"id": "f4d1c8e5", "type": "booking"},
+        "target": {"id": "annotation-789", "sub_id": "comment-001"},
+        "template": "{{user}} commented on booking {{booking.id}}",
+        "template_data": {"user": {"name": "Marcus Chen"}, "booking": {"id": "f4d1c8e5"}},
+        "text": "Can we move the check-in to 3 pm?",
+        "audience": ["everyone"],
+        "time": ago(9),
+    },
+    {
+        "actor": {"id": "u-alexandra", "name": "Alexandra Beaumont"},
+        "verb": "booking.confirm",
+        "object": {"id": "f4d1c8e5", "type": "booking"},
+        "text": "Booking confirmed and payment processed successfully!",
+        "emotion": "fire",
+        "audience": ["members", {"type": "role", "id": "accounting", "notify": True}],
+        "attachments": [
+            {"type": "file", "id": "invoice-2026-001.pdf"},
+            {"type": "link", "url": "https://example.com/b/f4d1"},
+        ],
+        "time": ago(3),
+    },
+]
+
+OPS_HISTORY = [
+    {
+        "actor": {"id": "ci", "name": "Release Bot"},
+        "verb": "deploy.finish",
+        "object": {"id": "api-v2.14.0", "type": "release"},
+        "text": "api v2.14.0 deployed to production (eu-west-1)",
+        "emotion": "check",
+        "audience": ["members"],
+        "time": ago(6),
+    },
+    {
+        "actor": {"id": "u-dana", "name": "Dana Okafor"},
+        "verb": "incident.resolve",
+        "object": {"id": "INC-311", "type": "incident"},
+        "text": "Elevated latency on checkout resolved.",
+        "emotion": "happy",
+        "audience": ["everyone"],
+        "time": ago(55),
+    },
+]
+
+
+async def write(srv: RunningServer, token: str, feed: str, activity: dict[str, Any]) -> dict[str, Any]:
+    """Write over HTTP; returns the stored activity."""
+    r = await srv.http(token).post(f"/v1/feeds/{feed}/activities", json=activity)
+    assert r.status_code == 201, r.text
+    return r.json()["activities"][0]  # type: ignore[no-any-return]
+
+
+def cards(feed: str) -> str:
+    """The selector of a column's cards (those not being removed)."""
+    return f'section.column[data-feed="{feed}"] li.card:not(.leaving)'
+
+
+async def card_ids(pg: Any, feed: str) -> list[str]:
+    return await pg.eval_on_selector_all(cards(feed), "els => els.map(e => e.dataset.id)")  # type: ignore[no-any-return]
+
+
+async def test_dashboard_history_live_updates_and_restart(start: Starter, page: Any, console: Console) -> None:
+    """History, a live write within 2 s, in-place updates, posting, and a server restart with no gap or duplicate."""
+    port = free_port()
+    srv = await start(port)
+    other = await start()  # a second process on the same Redis: writes while the first is down
+    admin = srv.token("ops", admin=True, name="Ops")
+    viewer = srv.token("alice", FEEDS, name="Alice Martin")
+    for activity in HISTORY:
+        await write(srv, admin, "room:lobby", activity)
+    for activity in OPS_HISTORY:
+        await write(srv, admin, "room:ops", activity)
+
+    async with asyncio.timeout(90):
+        await page.goto(f"{srv.base}/demo/?token={viewer}&feed=room:lobby&feed=room:ops")
+        await page.wait_for_selector("body[data-status=live]")
+        await page.wait_for_function(f"document.querySelectorAll('{cards('room:lobby')}').length === 4")
+        lobby = page.locator('section.column[data-feed="room:lobby"]')
+        texts = await lobby.locator("li.card").all_inner_texts()
+        assert "Booking confirmed" in texts[0] and "Moved the check-in" in texts[2], texts  # newest first
+        first = lobby.locator("li.card").first
+        assert await first.locator(".actor").inner_text() == "Alexandra Beaumont"
+        assert await first.locator(".initials").inner_text() == "AB"
+        assert await first.locator(".emotion").inner_text() == "fire"
+        assert await first.locator(".aud").all_inner_texts() == ["Members", "accounting"]
+        assert re.fullmatch(r"\d+ min ago", await first.locator("time.when").inner_text())
+        marcus = lobby.locator("li.card", has_text="Marcus Chen")
+        assert await marcus.locator(".template").inner_text() == "Marcus Chen commented on booking f4d1c8e5"
+        assert await marcus.locator(".avatar img").count() == 1  # a picture that loads is shown
+        sofia = lobby.locator("li.card", has_text="Sofia Rossi")
+        await sofia.locator(".initials").wait_for()  # a picture that fails falls back to initials
+        assert await sofia.locator(".avatar img").count() == 0
+        assert await page.locator(cards("room:ops")).count() == 2
+
+        # A live write shows up within 2 s, highlighted.
+        live = await write(
+            srv,
+            admin,
+            "room:lobby",
+            {**HISTORY[3], "time": ago(0), "text": "Live: guest checked in", "emotion": "love"},
+        )
+        await page.wait_for_selector(f'{cards("room:lobby")}[data-id="{live["id"]}"].fresh', timeout=2000)
+        assert (await card_ids(page, "room:lobby"))[0] == live["id"]
+
+        # An update (same foreign_id and time) replaces the card in place.
+        original = await write(
+            srv, admin, "room:ops", {**OPS_HISTORY[0], "foreign_id": "deploy:1", "time": ago(1), "text": "Deploying…"}
+        )
+        await page.wait_for_selector(f'[data-id="{original["id"]}"]', timeout=2000)
+        await write(srv, admin, "room:ops", {**OPS_HISTORY[0], "foreign_id": "deploy:1", "time": original["time"]})
+        changed = page.locator(f'[data-id="{original["id"]}"].changed')
+        await changed.wait_for(timeout=2000)
+        assert "deployed to production" in await changed.inner_text()
+        assert await page.locator(cards("room:ops")).count() == 3
+
+        # Posting from the dashboard goes over the WebSocket and appears like any other write.
+        await page.click("button.primary:has-text('Post')")
+        await page.fill("dialog.composer textarea[name=text]", "Posted from the wall screen")
+        await page.select_option("dialog.composer select[name=emotion]", "party")
+        await page.click("dialog.composer button[type=submit]")
+        await page.wait_for_selector(f"{cards('room:lobby')}:has-text('Posted from the wall screen')", timeout=3000)
+        assert await page.locator("dialog.composer[open]").count() == 0
+
+        # Restart the server; what is written meanwhile (through the other process) appears once.
+        console.phase = "restart"
+        await srv.stop()
+        await page.wait_for_selector("body[data-status=reconnecting]", timeout=5000)
+        meanwhile = [
+            await write(other, admin, "room:lobby", {**HISTORY[2], "time": ago(0), "text": f"Written while down #{i}"})
+            for i in range(2)
+        ]
+        srv = await start(port)
+        await page.wait_for_selector("body[data-status=live]", timeout=15_000)
+        for activity in meanwhile:
+            await page.wait_for_selector(f'[data-id="{activity["id"]}"]', timeout=5000)
+        console.phase = "normal"
+        after = await write(srv, admin, "room:lobby", {**HISTORY[0], "time": ago(0), "text": "Back online"})
+        await page.wait_for_selector(f'[data-id="{after["id"]}"]', timeout=2000)
+
+        ids = await card_ids(page, "room:lobby")
+        assert len(ids) == len(set(ids)) == 4 + 1 + 1 + 2 + 1, ids
+        assert ids[:3] == [after["id"], meanwhile[1]["id"], meanwhile[0]["id"]]
+        assert await page.locator(".status[data-state=live]").inner_text() == "Live"
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.wait_for_timeout(700)  # let the arrival animation settle (the highlight stays)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+
+    assert console.unexpected() == []
+
+
+async def test_dashboard_removes_deleted_activities(start: Starter, page: Any, console: Console) -> None:
+    """A ``deleted`` event removes the card (needs the server's DELETE endpoint)."""
+    srv = await start()
+    token = srv.token("alice", FEEDS)
+    probe = await write(srv, token, "room:probe", {"verb": "say", "object": "o"})
+    response = await srv.http(token).delete(f"/v1/feeds/room:probe/activities/{probe['id']}")
+    if response.status_code in (404, 405):
+        pytest.skip("the server has no DELETE /v1/feeds/{feed}/activities/{id} yet")
+    assert response.status_code == 204, response.text
+    keep = await write(srv, token, "room:1", {"verb": "say", "object": "o", "text": "stays"})
+    gone = await write(srv, token, "room:1", {"verb": "say", "object": "o", "text": "goes"})
+    async with asyncio.timeout(30):
+        await page.goto(f"{srv.base}/demo/?token={token}&feed=room:1")
+        await page.wait_for_selector(f'[data-id="{gone["id"]}"]')
+        r = await srv.http(token).delete(f"/v1/feeds/room:1/activities/{gone['id']}")
+        assert r.status_code == 204, r.text
+        await page.wait_for_selector(f'[data-id="{gone["id"]}"]', state="detached", timeout=2000)
+        assert await card_ids(page, "room:1") == [keep["id"]]
+    assert console.unexpected() == []
+
+
+async def test_dashboard_reloads_when_history_was_lost(
+    start: Starter, page: Any, console: Console, redis_url: str, prefix: str
+) -> None:
+    """After Redis lost the feed (new epoch) the resume is refused: the column reloads, then goes on live."""
+    port = free_port()
+    srv = await start(port)
+    token = srv.token("alice", FEEDS)
+    for text in ("old one", "old two"):
+        await write(srv, token, "room:1", {"verb": "say", "object": "o", "text": text})
+    async with asyncio.timeout(60):
+        await page.goto(f"{srv.base}/demo/?token={token}&feed=room:1")
+        await page.wait_for_function(f"document.querySelectorAll('{cards('room:1')}').length === 2")
+        console.phase = "restart"
+        await srv.stop()
+        r = redis.Redis.from_url(redis_url)
+        try:
+            keys = list(r.scan_iter(match=f"{prefix}*"))
+            if keys:
+                r.delete(*keys)
+        finally:
+            r.close()
+        srv = await start(port)
+        await page.wait_for_selector("body[data-status=live]", timeout=15_000)
+        await page.wait_for_selector(".toast:has-text('reloading')", timeout=5000)
+        await page.wait_for_function(f"document.querySelectorAll('{cards('room:1')}').length === 0")
+        console.phase = "normal"
+        new = await write(srv, token, "room:1", {"verb": "say", "object": "o", "text": "after the loss"})
+        await page.wait_for_selector(f'[data-id="{new["id"]}"]', timeout=2000)
+        assert await card_ids(page, "room:1") == [new["id"]]
+    assert console.unexpected() == []
+
+
+async def test_dashboard_unseen_badge_follows_the_server(start: Starter, page: Any, console: Console) -> None:
+    """The bell shows ``unseen`` from GET /v1/notifications, and stays hidden where there is none."""
+    srv = await start()
+    alice = srv.token("alice", FEEDS)
+    bob = srv.token("bob", FEEDS, name="Bob")
+    response = await srv.http(alice).get("/v1/notifications")
+    async with asyncio.timeout(30):
+        await page.goto(f"{srv.base}/demo/?token={alice}&feed=room:1")
+        await page.wait_for_selector("body[data-status=live]")
+        if response.status_code == 404:
+            await page.wait_for_timeout(500)
+            assert await page.locator("button.bell").is_hidden()
+            assert console.unexpected() == []
+            return
+        assert response.status_code == 200, response.text
+        await page.locator("button.bell").wait_for(state="visible")
+        await write(
+            srv,
+            bob,
+            "room:1",
+            {"verb": "mention", "object": "o", "audience": [{"type": "identity", "id": "alice", "notify": True}]},
+        )
+        for _ in range(50):  # until the server counts it
+            unseen = (await srv.http(alice).get("/v1/notifications")).json()["unseen"]
+            if unseen:
+                break
+            await asyncio.sleep(0.1)
+        await page.wait_for_function(f"document.querySelector('button.bell .badge-count').textContent === '{unseen}'")
+    assert console.unexpected() == []
+
+
+async def test_dashboard_form_without_parameters(start: Starter, page: Any, console: Console) -> None:
+    """Without ``?feed=`` the page asks for feeds and a token, then opens the dashboard."""
+    srv = await start()
+    token = srv.token("alice", FEEDS)
+    await write(srv, token, "room:1", {"verb": "say", "object": "o", "text": "hello from the form"})
+    async with asyncio.timeout(30):
+        await page.goto(f"{srv.base}/demo/")
+        await page.fill("form.connect-card textarea[name=feeds]", "room:1")
+        await page.fill("form.connect-card textarea[name=token]", token)
+        await page.click("form.connect-card button[type=submit]")
+        await page.wait_for_selector("body[data-status=live]")
+        await page.wait_for_selector("li.card:has-text('hello from the form')")
+        assert "feed=room%3A1" in page.url or "feed=room:1" in page.url
+    assert console.unexpected() == []
