@@ -31,13 +31,13 @@ from .hub import Hub, Peer
 from .metrics import Metrics
 from .models import (
     ActivityIn,
+    IdGenerator,
     PatchIn,
     apply_patch,
     build_body,
     check_feed_name,
     dumps,
     format_time,
-    new_id,
     now,
     parse_activity,
     parse_audience,
@@ -122,6 +122,7 @@ class FeedService:
         self.max_activity_bytes = max_activity_bytes
         self.max_batch = max_batch
         self.max_page = max_page
+        self._new_id = IdGenerator()
 
     # -- rights --------------------------------------------------------------------------------
 
@@ -200,7 +201,7 @@ class FeedService:
         else:
             audience = old.get("audience", self.default_audience) if old is not None else self.default_audience
         when = item.time or (parse_time(old["time"]) if old is not None else now())
-        activity_id = item.id or new_id(when)
+        activity_id = item.id or self._new_id(when)
         body = build_body(item, feed=feed, actor=actor, audience=audience, when=when, updated_at=stamp)
         rest = dumps(body)
         size = len(rest) + len(dumps(activity_id)) + _SERVER_FIELDS_BYTES

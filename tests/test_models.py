@@ -8,9 +8,9 @@ import pytest
 
 from server.errors import Invalid
 from server.models import (
+    IdGenerator,
     check_feed_name,
     format_time,
-    new_id,
     parse_activity,
     parse_audience,
     time_ms,
@@ -22,7 +22,7 @@ def test_ulid_encodes_time_and_sorts_by_it():
     """Ids are ULIDs of the activity time, so id order is time order."""
     t1 = datetime(2026, 1, 14, 9, 30, 0, 123000, tzinfo=UTC)
     t2 = datetime(2026, 1, 14, 9, 30, 0, 124000, tzinfo=UTC)
-    a, b = new_id(t1), new_id(t2)
+    a, b = IdGenerator()(t1), IdGenerator()(t2)
     assert ulid_ms(a) == time_ms(t1) == 1768383000123
     assert a < b
     assert ulid_ms("not-a-ulid") is None
@@ -137,3 +137,14 @@ def test_good_feed_names():
     """The examples of SPEC §1 are valid."""
     for feed in ("booking:f4d1c8e5", "org-123:doc-456", "user:42", "a.b@c_d", "x" * 128):
         assert check_feed_name(feed) == feed
+
+
+def test_ids_of_one_millisecond_increase():
+    """An IdGenerator hands out increasing ids within a millisecond (batches keep their order)."""
+    gen = IdGenerator()
+    t = datetime(2026, 1, 14, 9, 30, 0, 123000, tzinfo=UTC)
+    ids = [gen(t) for _ in range(200)]
+    assert ids == sorted(ids) and len(set(ids)) == 200
+    assert {ulid_ms(i) for i in ids} == {time_ms(t)}
+    earlier = gen(datetime(2026, 1, 14, 9, 29, tzinfo=UTC))
+    assert ulid_ms(earlier) < time_ms(t)  # another millisecond: a fresh random id with its own time
