@@ -88,6 +88,8 @@ class OpenApi:
         }
         self.paths: dict[str, dict[str, Any]] = {}
         self._native()
+        self._changes()
+        self._notifications()
 
     def add_path(self, path: str, method: str, operation: dict[str, Any]) -> None:
         """Describe one operation."""
@@ -182,6 +184,163 @@ class OpenApi:
             ("/metrics", "Prometheus metrics"),
         ):
             self.add_path(path, "get", {"summary": summary, "responses": {"200": {"description": "OK"}}})
+
+    def _changes(self) -> None:
+        if_match = {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": 'Expected version, e.g. "3"',
+            "schema": {"type": "string"},
+        }
+        one = {
+            "200": json_body({"$ref": "#/components/schemas/Activity"}, "The stored activity (ETag: its version)"),
+            "404": problem("Unknown or hidden"),
+            "409": problem("foreign_id/time taken by another activity"),
+            "412": problem("Stale version (`version` holds the current one)"),
+            **_ERRORS,
+        }
+        item = "/v1/feeds/{feed}/activities/{activity_id}"
+        self.add_path(
+            item,
+            "put",
+            {
+                "summary": "Replace an activity (actor, time and audience default to the stored ones)",
+                "parameters": [_FEED, _ID, if_match],
+                "requestBody": json_body({"$ref": "#/components/schemas/ActivityIn"}),
+                "responses": one,
+            },
+        )
+        self.add_path(
+            item,
+            "patch",
+            {
+                "summary": "Partial update: set/unset dotted paths (at most 25 each)",
+                "parameters": [_FEED, _ID, if_match],
+                "requestBody": json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "set": {"type": "object"},
+                            "unset": {"type": "array", "items": {"type": "string"}},
+                            "version": {"type": "integer"},
+                        },
+                    }
+                ),
+                "responses": one,
+            },
+        )
+        self.add_path(
+            item,
+            "delete",
+            {
+                "summary": "Remove an activity",
+                "parameters": [_FEED, _ID, if_match],
+                "responses": {"204": {"description": "Removed"}, "404": problem("Unknown or hidden"), **_ERRORS},
+            },
+        )
+        self.add_path(
+            "/v1/feeds/{feed}/activities",
+            "delete",
+            {
+                "summary": "Remove every activity with a foreign_id",
+                "parameters": [_FEED, {**_query("foreign_id", "The foreign_id"), "required": True}],
+                "responses": {
+                    "200": json_body({"type": "object", "properties": {"removed": {"type": "integer"}}}),
+                    **_ERRORS,
+                },
+            },
+        )
+        outcomes = json_body(
+            {
+                "type": "object",
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "index": {"type": "integer"},
+                                "status": {"type": "integer"},
+                                "activity": {"$ref": "#/components/schemas/Activity"},
+                                "error": _PROBLEM,
+                            },
+                        },
+                    },
+                    "succeeded": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                },
+            },
+            "One result per item",
+        )
+        self.add_path(
+            "/v1/activities/update",
+            "post",
+            {
+                "summary": "Batch full update by feed + foreign_id + time (at most 100)",
+                "requestBody": json_body({"type": "object", "properties": {"activities": {"type": "array"}}}),
+                "responses": {"200": outcomes, **_ERRORS},
+            },
+        )
+        self.add_path(
+            "/v1/activities/partial-update",
+            "post",
+            {
+                "summary": "Batch partial update by feed + id, or feed + foreign_id + time (at most 100)",
+                "requestBody": json_body({"type": "object", "properties": {"changes": {"type": "array"}}}),
+                "responses": {"200": outcomes, **_ERRORS},
+            },
+        )
+
+    def _notifications(self) -> None:
+        self.add_path(
+            "/v1/notifications",
+            "get",
+            {
+                "summary": "The caller's notification feed (is_seen/is_read per activity) with unseen/unread counts",
+                "parameters": [
+                    _query("limit", "Page size", {"type": "integer"}),
+                    _query("id_lt", "Older than this id"),
+                ],
+                "responses": {
+                    "200": json_body(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "results": {"type": "array", "items": {"$ref": "#/components/schemas/Activity"}},
+                                "next": {"type": ["string", "null"]},
+                                "unseen": {"type": "integer"},
+                                "unread": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **_ERRORS,
+                },
+            },
+        )
+        marks = json_body(
+            {
+                "type": "object",
+                "properties": {
+                    "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+                    "all": {"type": "boolean"},
+                },
+            }
+        )
+        counts = json_body(
+            {"type": "object", "properties": {"unseen": {"type": "integer"}, "unread": {"type": "integer"}}},
+            "New counts",
+        )
+        for mark in ("seen", "read"):
+            self.add_path(
+                f"/v1/notifications/{mark}",
+                "post",
+                {
+                    "summary": f"Mark notifications {mark} (ids, or all); new counts are pushed live",
+                    "requestBody": marks,
+                    "responses": {"200": counts, **_ERRORS},
+                },
+            )
 
     def document(self) -> dict[str, Any]:
         """The OpenAPI document."""
