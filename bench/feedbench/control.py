@@ -64,11 +64,19 @@ class LoadgenClient:
             raise BenchError(f"load generator {cmd['cmd']!r} failed: {result.get('error')}")
         return result
 
-    def connect_subs(self, dialect: dict[str, Any], port: int, count: int, feed: str, start: int = 0,
-                     concurrency: int = 100) -> dict[str, Any]:
+    def connect_subs(
+        self, dialect: dict[str, Any], port: int, count: int, feed: str, start: int = 0, concurrency: int = 100
+    ) -> dict[str, Any]:
         res = self.call(
-            {"cmd": "connect_subs", "dialect": dialect, "port": port, "count": count, "feed": feed,
-             "start": start, "concurrency": concurrency},
+            {
+                "cmd": "connect_subs",
+                "dialect": dialect,
+                "port": port,
+                "count": count,
+                "feed": feed,
+                "start": start,
+                "concurrency": concurrency,
+            },
             timeout=60 + count / 50,
         )
         if res["failed"]:
@@ -81,6 +89,9 @@ class LoadgenClient:
     def fanout(self, **kw: Any) -> dict[str, Any]:
         timeout = float(kw["duration"]) + float(kw.get("drain", 2.0)) + 60
         return self.call({"cmd": "fanout", **kw}, timeout=timeout)
+
+    def settle(self, timeout: float = 15.0) -> float:
+        return float(self.call({"cmd": "settle", "quiet": 0.5, "timeout": timeout}, timeout=timeout + 10)["secs"])
 
     def ingest(self, **kw: Any) -> dict[str, Any]:
         return self.call({"cmd": "ingest", **kw}, timeout=float(kw["duration"]) + 30)
@@ -98,8 +109,14 @@ def http_load(logdir: Path, tag: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Run one ``feedbench.httpload`` process to completion and return its JSON result."""
     timeout = float(spec.get("warmup", 0.5)) + float(spec.get("duration", 3)) + 30
     log = logdir / f"httpload-{tag}.log"
-    p = Managed(f"httpload-{tag}", [BENCH_PY, "-m", "feedbench.httpload", json.dumps(spec)], cwd=BENCH_DIR,
-                log=log, stdout=subprocess.PIPE, new_session=False)
+    p = Managed(
+        f"httpload-{tag}",
+        [BENCH_PY, "-m", "feedbench.httpload", json.dumps(spec)],
+        cwd=BENCH_DIR,
+        log=log,
+        stdout=subprocess.PIPE,
+        new_session=False,
+    )
     try:
         out, _ = p.proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:

@@ -13,6 +13,7 @@ JSON line on stdout. Commands:
                   in ``cpu`` (read from /proc/<pid>/stat) during the step.
 ``ingest``        closed-loop pipelined publishing on one connection with ``window`` un-acked
                   messages in flight; returns acks/s.
+``settle``        wait until stragglers of an overloaded step stop arriving.
 ``status``        how many connections are open / closed (by close code).
 ``close``         close everything and exit.
 
@@ -38,10 +39,11 @@ from typing import Any
 
 from . import ws
 from .dialects import Dialect, make_dialect
-from .procs import cpu_ticks, raise_nofile
+from .procs import cpu_ticks, host_busy_ticks, raise_nofile
 
 BENCH_RE = re.compile(rb'"bench_t"\s*:\s*(\d+)')
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
 
 
 def percentiles(values: array, qs: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)) -> dict[str, float]:
@@ -64,8 +66,8 @@ def latency_trend(lat: array, sent: array, t_begin: int, t_end: int) -> dict[str
     """
     third = (t_end - t_begin) / 3
     lo, hi = t_begin + third, t_end - third
-    first = sorted(l for l, t in zip(lat, sent, strict=True) if t < lo)
-    last = sorted(l for l, t in zip(lat, sent, strict=True) if t >= hi)
+    first = sorted(x for x, t in zip(lat, sent, strict=True) if t < lo)
+    last = sorted(x for x, t in zip(lat, sent, strict=True) if t >= hi)
     m1 = first[len(first) // 2] / 1e6 if first else None
     m3 = last[len(last) // 2] / 1e6 if last else None
     return {"p50_first_third_ms": m1, "p50_last_third_ms": m3}
@@ -95,17 +97,22 @@ class Loadgen:
         self.replies: Counter[str] = Counter()
         self.first_errors: list[str] = []
         self._ingest_hook = None
+        self.last_rx = 0.0  # when the last (stale) benchmark message arrived between steps
 
     # -- handlers --------------------------------------------------------------------------------
 
     def _idle_handler(self, dialect: Dialect):
-        """Between steps: drop benchmark messages, keep the protocol alive."""
+        """Between steps: drop benchmark messages (noting when the last one came), keep the
+        protocol alive."""
         search = BENCH_RE.search
         keepalive = dialect.keepalive
+        clock = time.monotonic
 
         def on_message(conn: ws.WSConnection, payload: bytes) -> None:
             if search(payload) is None:
                 keepalive(conn, payload)
+            else:
+                self.last_rx = clock()
 
         return on_message
 
@@ -242,6 +249,7 @@ class Loadgen:
             c.on_message = handler
 
         cpu0 = {k: cpu_ticks(v) for k, v in cpu_pids.items()}
+        host0 = host_busy_ticks()
         own0 = time.process_time()
         wall0 = time.monotonic()
         t_sched0 = time.monotonic_ns() + 2_000_000
@@ -251,7 +259,10 @@ class Loadgen:
             due = t_sched0 + int(i * interval)
             now = now_ns()
             if due > now:
-                await asyncio.sleep((due - now) / 1e9)
+                # Event-loop timers have 1 ms resolution: a shorter sleep returns at once and the
+                # loop would spin, stealing CPU from the server on a 2-core host. Sleep at least
+                # 1 ms and then send everything that fell due (bursts stay on the timetable).
+                await asyncio.sleep(max(0.001, (due - now) / 1e9))
                 continue
             # Catch up with everything that is due: open loop, never skip a scheduled message.
             while i < total:
@@ -270,6 +281,7 @@ class Loadgen:
         wall = time.monotonic() - wall0
         cpu1 = {k: cpu_ticks(v) for k, v in cpu_pids.items()}
         own = time.process_time() - own0
+        host1 = host_busy_ticks()
 
         idle = self._idle_handler(sub_dialect)
         for c in self.subs:
@@ -291,6 +303,8 @@ class Loadgen:
             # deliveries per second of the publishing timetable (total / rate seconds long)
             "achieved_deliveries_per_s": received / (total / rate),
             "loadgen_cpu_util": round(own / max(1e-9, wall), 3),
+            # busy CPUs of the whole machine (all processes, incl. server, Redis and ourselves)
+            "host_busy_cores": round((host1[0] - host0[0]) / max(1, host1[1] - host0[1]) * NCPU, 3),
             "cpu_secs": {k: (cpu1[k] - cpu0[k]) / CLK_TCK for k in cpu_pids},
             "replies": dict(self.replies),
             "errors": list(self.first_errors),
@@ -352,6 +366,21 @@ class Loadgen:
             "errors": list(self.first_errors),
             "cpu_secs": {k: (cpu1[k] - cpu0[k]) / CLK_TCK for k in cpu_pids},
         }
+
+    async def settle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Wait until no benchmark message has arrived for ``quiet`` s (at most ``timeout`` s).
+
+        After an overloaded step the server may still be working off its backlog; starting the
+        next step then would charge that backlog to it.
+        """
+        quiet, timeout = float(cmd.get("quiet", 0.5)), float(cmd.get("timeout", 15.0))
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            idle_for = time.monotonic() - max(self.last_rx, t0 - quiet)
+            if idle_for >= quiet:
+                break
+            await asyncio.sleep(quiet - idle_for)
+        return {"secs": round(time.monotonic() - t0, 3)}
 
     async def status(self, cmd: dict[str, Any]) -> dict[str, Any]:
         closed = Counter(c.close_code for c in self.subs if c.close_code is not None)

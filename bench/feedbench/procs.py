@@ -61,6 +61,18 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
+def host_busy_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine, all CPUs, from /proc/stat.
+
+    Lets a step report how much CPU *other* processes took meanwhile: on a shared 2-core host that
+    is the usual reason for an outlier.
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - idle, total
+
+
 def cpu_seconds(pids: list[int]) -> float:
     return cpu_ticks(pids) / CLK_TCK
 

@@ -74,9 +74,23 @@ class RedisServer:
         self.proc = Managed(
             "redis",
             [
-                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--loglevel", "warning", "--maxclients", "20000",
-                "--dir", str(logdir),
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+                "--maxclients",
+                "20000",
+                "--dir",
+                str(logdir),
             ],
             log=logdir / "redis.log",
         )
@@ -107,7 +121,7 @@ def redis_benchmark(port: int, requests: int, clients: int = 50, timeout: float 
         return {}
     base = [binary, "-h", "127.0.0.1", "-p", str(port), "-q", "-n", str(requests), "-c", str(clients)]
     out = ""
-    for extra in (["-t", "set,get"], ["PUBLISH", "bench:chan", "hello"]):
+    for extra in (["-t", "set,get"], ["PUBLISH", "benchchan", "hello"]):
         out += subprocess.run(base + extra, capture_output=True, text=True, timeout=timeout, check=False).stdout
     rates: dict[str, float] = {}
     # Result lines look like "SET: 77220.08 requests per second, p50=0.327 msec"; -q also prints
@@ -164,7 +178,8 @@ class RawTarget(Target):
         super().__init__()
         self.port = self.pub_port = free_port()
         p = Managed(
-            "raw", [BENCH_PY, str(PEERS_DIR / "raw_websockets" / "server.py"), "--port", str(self.port)],
+            "raw",
+            [BENCH_PY, str(PEERS_DIR / "raw_websockets" / "server.py"), "--port", str(self.port)],
             log=logdir / f"raw-{self.port}.log",
         )
         self.procs.append(p)
@@ -184,9 +199,24 @@ class ChannelsTarget(Target):
         env = {**os.environ, "REDIS_URL": redis_url, "CHANNEL_LAYER": layer}
         p = Managed(
             "channels",
-            [BENCH_PY, "-m", "uvicorn", "benchpeer.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
-            cwd=PEERS_DIR / "django_channels", env=env, log=logdir / f"channels-{self.port}.log",
+            [
+                BENCH_PY,
+                "-m",
+                "uvicorn",
+                "benchpeer.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--backlog",
+                "4096",
+            ],
+            cwd=PEERS_DIR / "django_channels",
+            env=env,
+            log=logdir / f"channels-{self.port}.log",
         )
         self.procs.append(p)
         wait_until(lambda: port_open(self.port), 30, "django channels peer", p)
@@ -205,9 +235,24 @@ class PySocketIOTarget(Target):
         env = {**os.environ, "REDIS_URL": redis_url}
         p = Managed(
             "python-socketio",
-            [BENCH_PY, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
-            cwd=PEERS_DIR / "python_socketio", env=env, log=logdir / f"python-socketio-{self.port}.log",
+            [
+                BENCH_PY,
+                "-m",
+                "uvicorn",
+                "app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--backlog",
+                "4096",
+            ],
+            cwd=PEERS_DIR / "python_socketio",
+            env=env,
+            log=logdir / f"python-socketio-{self.port}.log",
         )
         self.procs.append(p)
         wait_until(lambda: port_open(self.port), 30, "python-socketio peer", p)
@@ -230,8 +275,11 @@ class NodeSocketIOTarget(Target):
         self.port, self.pub_port = free_port(), free_port()
         for role, port in (("subs", self.port), ("pub", self.pub_port)):
             p = Managed(
-                f"socketio-node-{role}", [node, "server.js", "--port", str(port)],
-                cwd=cwd, env=env, log=logdir / f"socketio-node-{role}-{port}.log",
+                f"socketio-node-{role}",
+                [node, "server.js", "--port", str(port)],
+                cwd=cwd,
+                env=env,
+                log=logdir / f"socketio-node-{role}-{port}.log",
             )
             self.procs.append(p)
             wait_until(lambda port=port: port_open(port), 30, "node socket.io peer", p)
@@ -249,8 +297,12 @@ def ours_available(timeout: float = 30) -> tuple[bool, str]:
         return False, f"{OURS_PY} missing"
     try:
         r = subprocess.run(
-            [str(OURS_PY), "-m", "server", "--help"], cwd=REPO_DIR, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            [str(OURS_PY), "-m", "server", "--help"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return False, "python -m server --help timed out"
@@ -288,7 +340,11 @@ def dump_toml(doc: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-BENCH_OVERRIDES: dict[str, dict[str, Any]] = {"server": {"log_level": "warning", "demo": False}}
+# Benchmark hygiene: no info logging, no demo page, no rate limits (the load is the point), and no
+# SIGTERM drain delay (nobody is load-balancing onto these instances; it would only slow the run).
+BENCH_OVERRIDES: dict[str, dict[str, Any]] = {
+    "server": {"log_level": "warning", "demo": False, "http_rate_limit": "", "ws_rate_limit": "", "drain_delay": 0.0}
+}
 
 
 def ours_config(redis_url: str, secret: str, overrides: dict[str, dict[str, Any]] | None = None) -> str:
@@ -305,8 +361,8 @@ def ours_config(redis_url: str, secret: str, overrides: dict[str, dict[str, Any]
     doc.setdefault("server", {}).update({"host": "127.0.0.1", "workers": 1})
     doc.setdefault("redis", {})["url"] = redis_url
     doc.setdefault("auth", {})["jwt_secret"] = secret
-    # Benchmark hygiene: no per-request info logging, no demo page. Only applied to settings the
-    # server actually has, so a renamed/removed setting never makes the config invalid.
+    # BENCH_OVERRIDES are only applied to settings the server actually has, so a renamed or
+    # removed setting never makes the config invalid.
     for section, values in BENCH_OVERRIDES.items():
         for key, value in values.items():
             if key in doc.get(section, {}):
@@ -346,8 +402,13 @@ class OursTarget(Target):
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("VIRTUAL_ENV", None)
-        p = Managed(f"ours{'-w' + str(workers) if workers != 1 else ''}", argv, cwd=REPO_DIR, env=env,
-                    log=logdir / f"ours-{tag or self.port}.log")
+        p = Managed(
+            f"ours{'-w' + str(workers) if workers != 1 else ''}",
+            argv,
+            cwd=REPO_DIR,
+            env=env,
+            log=logdir / f"ours-{tag or self.port}.log",
+        )
         self.procs.append(p)
         wait_until(lambda: http_get(self.port, "/healthz")[0] == 200, 60, "our server /healthz", p)
         wait_until(lambda: http_get(self.port, "/readyz")[0] == 200, 30, "our server /readyz", p)

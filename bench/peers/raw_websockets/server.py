@@ -17,7 +17,6 @@ Run: ``python server.py --port 9001`` (uses uvloop when installed, as our server
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections import defaultdict
 from urllib.parse import parse_qs, urlsplit
