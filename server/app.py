@@ -11,8 +11,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from redis.asyncio import Redis
@@ -26,14 +29,22 @@ from starlette.staticfiles import StaticFiles
 from .auth import Authenticator
 from .broker import Broker
 from .config import Settings, load_settings
-from .dialects import dialect_routes
+from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError
-from .http import feed_error_handler, http_error_handler, internal_error_handler, json_response
+from .http import (
+    RateLimitMiddleware,
+    feed_error_handler,
+    http_error_handler,
+    internal_error_handler,
+    json_response,
+    problem_response,
+)
 from .hub import Hub
 from .keys import Keys
 from .metrics import Metrics
 from .openapi import OpenApi
+from .ratelimit import RateLimit
 from .routes import NativeApi, Readiness
 from .service import FeedService
 from .store import FeedStore
@@ -45,6 +56,83 @@ log = logging.getLogger("feedserver")
 DEMO_DIR = Path(__file__).resolve().parent.parent / "client_example" / "web"
 
 Scope = dict[str, Any]
+
+
+class SigtermDrain:
+    """SIGTERM → ``/readyz`` answers 503 for ``delay`` seconds, *then* uvicorn shuts down.
+
+    uvicorn reacts to SIGTERM by closing its listeners and every WebSocket (1012) at once, so a
+    load balancer still routing here would see refused connections. Installed over uvicorn's own
+    handler (in every worker: each runs this lifespan), this first only flips readiness, keeps
+    serving for ``delay`` seconds so health checks take the process out of rotation, and then
+    hands the signal to uvicorn. A SIGINT during the drain (Ctrl-C) ends it at once; further
+    SIGTERMs do not (with ``--workers`` a process may get one from systemd and one from uvicorn's
+    supervisor). SIGINT alone shuts down at once, as uvicorn always does.
+    """
+
+    def __init__(self, delay: float, on_drain: Callable[[], None]) -> None:
+        self.delay = delay
+        self._on_drain = on_drain
+        self._previous: dict[int, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._state = "serving"  # → "draining" (SIGTERM seen) → "released" (handed to uvicorn)
+        self._frame: FrameType | None = None
+
+    @property
+    def draining(self) -> bool:
+        """True once SIGTERM arrived."""
+        return self._state != "serving"
+
+    def install(self) -> None:
+        """Wrap the current SIGTERM/SIGINT handlers (uvicorn's); only in the main thread."""
+        if self.delay <= 0 or threading.current_thread() is not threading.main_thread():
+            return
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if callable(previous):
+                self._previous[sig] = previous
+                signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Put the wrapped handlers back (if nobody replaced ours meanwhile)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._handle:
+                signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, sig: int, frame: FrameType | None) -> None:
+        # A Python-level signal handler: runs in the main thread between two bytecodes.
+        loop = self._loop
+        if self._state == "serving" and sig == signal.SIGTERM and loop is not None and not loop.is_closed():
+            self._state, self._frame = "draining", frame
+            self._on_drain()
+            loop.call_soon_threadsafe(self._arm)
+        elif self._state == "draining":
+            if sig == signal.SIGINT:  # Ctrl-C during the drain: stop draining now
+                self._release()
+            # another SIGTERM (systemd and uvicorn's supervisor may both send one): keep draining
+        elif sig in self._previous:  # SIGINT, or anything after the drain: uvicorn's own handling
+            self._previous[sig](sig, frame)
+
+    def _arm(self) -> None:
+        if self._state == "draining" and self._timer is None:
+            log.warning("SIGTERM: draining for %.1fs (/readyz answers 503), then shutting down", self.delay)
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._release)
+
+    def _release(self) -> None:
+        """Hand the SIGTERM to uvicorn: it stops accepting and closes WebSockets with 1012."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._state == "draining":
+            self._state = "released"
+            if signal.SIGTERM in self._previous:
+                self._previous[signal.SIGTERM](signal.SIGTERM, self._frame)
 
 
 class FeedApp:
@@ -85,7 +173,12 @@ class FeedApp:
         )
         self.hub = Hub(self.store, self.metrics)
         self.broker = Broker(
-            url, self.keys, self.hub.on_event, self.hub.on_resync, subscribe_timeout=s.redis.command_timeout
+            url,
+            self.keys,
+            self.hub.on_event,
+            self.hub.on_resync,
+            subscribe_timeout=s.redis.command_timeout,
+            on_state=self.metrics.pubsub_state,
         )
         self.hub.attach(self.broker)
         self.service = FeedService(
@@ -112,6 +205,7 @@ class FeedApp:
             self.store.ping,
             lambda: self.broker.round_trip(self.store.publish_probe, s.redis.command_timeout),
         )
+        self.drain = SigtermDrain(s.server.drain_delay, self.begin_drain)
         max_body = s.feeds.max_batch * s.feeds.max_activity_bytes + 65536
         self.native = NativeApi(
             self.service, self.auth, self.metrics, max_body_bytes=max_body, readiness=self.readiness
@@ -121,11 +215,14 @@ class FeedApp:
             self.auth,
             self.metrics,
             allowed_origins=s.server.allowed_origins,
+            rate_limit=RateLimit.from_setting(s.server.ws_rate_limit),
             queue_size=s.server.queue_size,
             auth_timeout=s.server.auth_timeout,
             close_timeout=s.server.close_timeout,
         )
         self.openapi = OpenApi()
+        from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
+
         routes: list[BaseRoute] = [
             *self.native.routes(),
             *dialect_routes(self.service, self.auth, self.openapi, max_body),
@@ -143,12 +240,24 @@ class FeedApp:
                 Exception: internal_error_handler,
             },
         )
+        http_limit = RateLimit.from_setting(s.server.http_rate_limit)
+        self.http_app: Any = (
+            self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
+        )
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/v1/ws":
             await self.ws(scope, receive, send)
         else:
-            await self.http(scope, receive, send)
+            await self.http_app(scope, receive, send)
+
+    @staticmethod
+    def _rate_limited(path: str, exc: FeedError) -> Response:
+        return velt_error(exc) if path.startswith("/v2/activities/") else problem_response(exc, path)
+
+    def begin_drain(self) -> None:
+        """Start answering ``/readyz`` with 503 (shutdown is coming); everything else keeps working."""
+        self.readiness.draining = True
 
     async def _openapi_json(self, request: Request) -> Response:
         return json_response(self.openapi.document())
@@ -164,9 +273,12 @@ class FeedApp:
             await self.broker.start()
             if not self.broker.connected:
                 log.warning("Redis pub/sub is not reachable yet at startup; retrying in the background")
+            self.drain.install()
             yield
         finally:
-            self.readiness.draining = True
+            self.drain.uninstall()
+            self.begin_drain()
+            # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
             self.ws.close_all(1012, "server restarting")
             await self.hub.close()
             await self.broker.close()

@@ -127,6 +127,11 @@ class Broker:
             waiters = self._waiters.get(channel)
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[channel]
+                    # Nobody else wants it (the hub drops the room whose join failed): don't
+                    # re-subscribe it on the next reconnect. A late confirmation is harmless.
+                    self._feeds.discard(feed)
             raise Unavailable("live events are unavailable (Redis pub/sub)", retry_after=1.0) from None
 
     def unsubscribe(self, feed: str) -> None:
@@ -275,6 +280,12 @@ class Broker:
         while True:
             await asyncio.sleep(self._health_interval)
             if time.monotonic() - self._last_reply > self._health_timeout:
+                # A busy event loop delays the reader as much as this check: give the reader a
+                # turn at whatever is already buffered before calling the connection dead.
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                if time.monotonic() - self._last_reply <= self._health_timeout:
+                    continue
                 log.warning("pub/sub connection silent for %.1fs; reconnecting", self._health_timeout)
                 with contextlib.suppress(Exception):
                     await conn.disconnect()

@@ -11,9 +11,36 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import (
+    WebSocketsSansIOProtocol as _UvicornSansIOProtocol,
+)
+
 from .config import CONFIG_ENV, Settings, load_settings
 
 log = logging.getLogger("feedserver")
+
+
+class WebSocketsSansIOProtocol(_UvicornSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol, except that a peer missing its pong is really dropped.
+
+    On a keepalive timeout uvicorn queues a 1011 close frame and calls ``transport.close()``, which
+    waits until the write buffer has drained. A frozen peer (SIGSTOP, a suspended laptop) whose TCP
+    window is full never drains it: the connection would then live on, subscribed, with no
+    disconnect ever reaching the app. Here the transport is aborted when the close frame cannot be
+    flushed at once, so the app sees the disconnect and the hub forgets the subscriptions.
+    """
+
+    def keepalive_timeout(self) -> None:
+        """uvicorn's handling, then abort if the close frame is stuck behind unread data."""
+        super().keepalive_timeout()
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            log.info(
+                "WebSocket peer %s missed its pong with %d bytes unread; dropping it",
+                self.client,
+                transport.get_write_buffer_size(),
+            )
+            transport.abort()
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -142,7 +169,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "host": s.host,
         "port": s.port,
-        "ws": "websockets-sansio",
+        "ws": WebSocketsSansIOProtocol,
         "ws_max_size": s.max_frame_bytes,
         "ws_ping_interval": s.ping_interval or None,
         "ws_ping_timeout": s.ping_timeout,

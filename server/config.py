@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import limits
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +21,16 @@ from pydantic_settings import (
 
 #: Environment variable naming the config file when no ``--config`` is given.
 CONFIG_ENV = "FEED_CONFIG"
+
+
+def _rate_spec(value: str) -> str:
+    if value.strip():
+        limits.parse(value)  # "100/second", "1000 per minute"…; a typo fails at startup
+    return value
+
+
+#: A rate limit in the ``limits`` notation, or ``""`` for none.
+RateSpec = Annotated[str, AfterValidator(_rate_spec)]
 
 
 class _Section(BaseModel):
@@ -35,11 +46,14 @@ class ServerSettings(_Section):
     allowed_origins: list[str] = []
     max_frame_bytes: int = Field(65536, ge=1024)
     queue_size: int = Field(1000, ge=1)
+    http_rate_limit: RateSpec = ""
+    ws_rate_limit: RateSpec = ""
     auth_timeout: float = Field(5.0, gt=0)
     ping_interval: float = Field(20.0, ge=0)
     ping_timeout: float = Field(20.0, gt=0)
     close_timeout: float = Field(5.0, gt=0)
     shutdown_timeout: float = Field(10.0, gt=0)
+    drain_delay: float = Field(2.0, ge=0)
     per_message_deflate: bool = False
     demo: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -51,7 +65,7 @@ class RedisSettings(_Section):
     url: str = ""
     data_dir: str = "./data"
     key_prefix: str = "af:"
-    command_timeout: float = Field(2.0, gt=0)
+    command_timeout: float = Field(1.5, gt=0)
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
 
 

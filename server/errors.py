@@ -59,6 +59,8 @@ class FeedError(Exception):
             msg["ref"] = ref
         if self.errors:
             msg["errors"] = self.errors
+        if self.retry_after is not None:
+            msg["retry_after"] = self.retry_after
         msg.update(self.extra)
         return msg
 

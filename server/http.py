@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .acl import Principal
 from .auth import Authenticator
-from .errors import BadRequest, FeedError, PayloadTooLarge
+from .errors import BadRequest, FeedError, PayloadTooLarge, RateLimited
 from .models import dumps, loads
+from .ratelimit import RateLimit
 
 log = logging.getLogger("feedserver.http")
 
@@ -59,6 +64,36 @@ async def read_json(request: Request, max_bytes: int) -> Any:
 async def principal_of(request: Request, auth: Authenticator) -> Principal:
     """The caller of ``request`` (anonymous without credentials; 401 on bad ones)."""
     return await auth.from_headers(request.headers)
+
+
+class RateLimitMiddleware:
+    """HTTP requests over ``limit`` get 429 + ``Retry-After``; keyed by the caller's credential
+    (bearer token, API key or Velt auth token, hashed) or, without one, its address. Health and
+    metrics endpoints are exempt. ``render`` shapes the error (dialects answer in their own format).
+    """
+
+    EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+    CREDENTIALS = ("authorization", "x-api-key", "x-velt-auth-token")
+
+    def __init__(self, app: ASGIApp, limit: RateLimit, render: Callable[[str, FeedError], Response]) -> None:
+        self.app = app
+        self.limit = limit
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.EXEMPT:
+            headers = Headers(scope=scope)
+            credential = next((headers[h] for h in self.CREDENTIALS if h in headers), None)
+            if credential:
+                key = "c:" + hashlib.sha256(credential.encode()).hexdigest()[:24]
+            else:
+                key = "a:" + str((scope.get("client") or ("?",))[0])
+            try:
+                self.limit.check(key)
+            except RateLimited as exc:
+                await self.render(scope["path"], exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def feed_error_handler(request: Request, exc: Exception) -> Response:

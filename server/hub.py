@@ -9,6 +9,12 @@ Guarantees kept here (SPEC §5): per feed, events are delivered in ``seq`` order
 and never with a silent gap — a jump in ``seq`` is filled from the change log before anything
 later is delivered, and what the log no longer holds becomes a ``reset``.
 
+Two positions are tracked. Each room knows the last ``(epoch, seq)`` it fanned out; each
+subscription knows the last one its peer was given (its cursor, then each event), so an event
+that was both replayed to a newcomer and still in flight on pub/sub reaches it once. The change
+log in Redis is the arbiter: an event whose epoch differs from the room's is never trusted on its
+own — a cursor read decides whether it is stale (dropped) or the history was lost (``reset``).
+
 Audience filtering uses an index per room (admins, members, authenticated, by identity, by role),
 so the cost of an event is proportional to the subscribers it reaches, not to the room size.
 """
@@ -29,6 +35,13 @@ from .errors import FeedError
 log = logging.getLogger("feedserver.hub")
 
 _FILL_RETRY_DELAY = 0.5
+#: Concurrent change-log reads for gap fills (a reconnect re-syncs every room at once).
+_MAX_CONCURRENT_FILLS = 16
+#: Old epochs remembered per room, so late events of a replaced history are dropped at once.
+_RETIRED_EPOCHS = 4
+
+# What a subscription holds back during its handshake: change events, resets, other frames.
+_EVENT, _RESET, _OTHER = 0, 1, 2
 
 
 class Peer(Protocol):
@@ -88,23 +101,62 @@ class Stats(Protocol):
 
 
 class Subscription:
-    """One peer's subscription to one feed."""
+    """One peer's subscription to one feed, and the position its peer has reached."""
 
-    __slots__ = ("peer", "viewer", "syncing", "buffer")
+    __slots__ = ("peer", "viewer", "syncing", "buffer", "epoch", "seq")
 
     def __init__(self, peer: Peer, viewer: Viewer) -> None:
         self.peer = peer
         self.viewer = viewer
-        # While the subscribe handshake reads the cursor, events are held here with their seq.
+        # While the subscribe handshake reads the cursor, frames are held here.
         self.syncing = True
-        self.buffer: list[tuple[float, bytes]] = []
+        self.buffer: list[tuple[int, str | None, int, bytes]] = []
+        self.epoch: str | None = None
+        self.seq = 0  # the last seq this peer was given (its cursor, then each event)
 
-    def deliver(self, seq: float, frame: bytes) -> None:
-        """Send now, or hold until the handshake is done."""
+    def deliver(self, epoch: str | None, seq: int, frame: bytes) -> None:
+        """Send a change event once: not if the peer already has this seq (replayed to it)."""
         if self.syncing:
-            self.buffer.append((seq, frame))
+            self.buffer.append((_EVENT, epoch, seq, frame))
+        elif seq > self.seq:
+            self.seq = seq
+            self.peer.send(frame)
+
+    def reset(self, epoch: str, seq: int, frame: bytes) -> bool:
+        """Tell the peer to reload, unless its own cursor is already at or past (epoch, seq)."""
+        if self.syncing:
+            self.buffer.append((_RESET, epoch, seq, frame))
+            return False
+        if self.epoch == epoch and self.seq >= seq:
+            return False
+        self.epoch, self.seq = epoch, seq
+        self.peer.send(frame)
+        return True
+
+    def push(self, frame: bytes) -> None:
+        """A frame outside the change stream (notification counts); held during the handshake."""
+        if self.syncing:
+            self.buffer.append((_OTHER, None, 0, frame))
         else:
             self.peer.send(frame)
+
+    def go_live(self, epoch: str, seq: int) -> int:
+        """End the handshake at the peer's cursor (epoch, seq): release what was held, minus what
+        the cursor already covers. Returns how many resets were sent."""
+        self.epoch, self.seq = epoch, seq
+        self.syncing = False
+        held, self.buffer = self.buffer, []
+        resets = 0
+        for kind, item_epoch, item_seq, frame in held:
+            if kind == _EVENT:
+                if item_epoch == self.epoch:
+                    self.deliver(item_epoch, item_seq, frame)
+            elif kind == _RESET:
+                assert item_epoch is not None
+                resets += self.reset(item_epoch, item_seq, frame)
+            else:
+                self.peer.send(frame)
+        return resets
 
 
 class Room:
@@ -122,7 +174,9 @@ class Room:
         "by_role",
         "pending",
         "filling",
+        "refill",
         "joined",
+        "retired",
     )
 
     def __init__(self, feed: str) -> None:
@@ -137,7 +191,9 @@ class Room:
         self.by_role: dict[str, set[Subscription]] = {}
         self.pending: list[dict[str, Any]] = []  # events held back by a gap (or before init)
         self.filling = False
+        self.refill = False  # a fill must read the log once more (a reconnect happened meanwhile)
         self.joined: asyncio.Future[None] | None = None
+        self.retired: list[str] = []  # epochs this room has left behind
 
     def add(self, sub: Subscription) -> None:
         """Register ``sub`` in the room and every index it belongs to."""
@@ -236,6 +292,7 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self._peer_feeds: dict[Peer, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._fill_slots = asyncio.Semaphore(_MAX_CONCURRENT_FILLS)
 
     def attach(self, broker: Broker) -> None:
         """Connect the broker (built after the hub, since it calls back into it)."""
@@ -282,11 +339,9 @@ class Hub:
             event = orjson.loads(raw)
             if event.get("seq", 0) <= cursor.seq and (out := event_for(viewer, event)) is not None:
                 peer.send(protocol.activity_frame(feed, event["seq"], out[0], out[1]))
-        sub.syncing = False
-        held, sub.buffer = sub.buffer, []
-        for seq, frame in held:
-            if seq > cursor.seq:
-                peer.send(frame)
+        # Live from the cursor on: held events it already covers (replayed, or before a fresh
+        # subscriber's starting point) are dropped, later ones follow in order.
+        self._stats.reset_sent(sub.go_live(cursor.epoch, cursor.seq))
 
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Remove ``peer`` from ``feed``; returns whether it was subscribed."""
@@ -334,7 +389,7 @@ class Hub:
                 counts = event["counts"]
                 frame = protocol.notification_counts(feed, int(counts["unseen"]), int(counts["unread"]))
                 for sub in room.subs.values():
-                    sub.deliver(float("inf"), frame)  # held subscribers get it after their handshake
+                    sub.push(frame)  # held subscribers get it after their handshake
                 return
             int(event["seq"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
@@ -346,117 +401,158 @@ class Hub:
         self._accept(room, event)
 
     def on_resync(self) -> None:
-        """After a pub/sub reconnect: fetch whatever every room may have missed."""
+        """After a pub/sub reconnect: fetch from the change log whatever every room may have missed.
+
+        Rooms still in their first handshake are marked, and fill once their cursor is known (the
+        cursor may have been read before the connection dropped); a fill already running reads
+        the log once more when it is done.
+        """
         for room in list(self.rooms.values()):
-            if room.seq is not None:
+            if room.seq is None:
+                room.refill = True
+            else:
                 self._start_fill(room)
 
     def _adopt_cursor(self, room: Room, cursor: Cursor) -> None:
+        """A subscriber's handshake read ``cursor`` (after the room was subscribed on pub/sub)."""
         if room.seq is None:
             room.epoch, room.seq = cursor.epoch, cursor.seq
+            if room.refill:
+                self._start_fill(room)
         elif room.epoch != cursor.epoch:  # Redis lost this feed's history since we last looked
             self._reset(room, cursor.epoch, cursor.seq)
         if room.pending and not room.filling:
-            held, room.pending = room.pending, []
-            for event in sorted(held, key=_seq):
-                self._accept(room, event)
+            self._release_pending(room)
 
     def _accept(self, room: Room, event: dict[str, Any]) -> None:
-        """Deliver ``event`` if it is the next one; hold it and fill the gap if it is not."""
+        """Deliver ``event`` if it is the next one; otherwise hold it and let the log decide."""
         assert room.seq is not None
-        seq = event["seq"]
-        if event.get("epoch") != room.epoch:
-            self._reset(room, event.get("epoch") or "", seq - 1)
-        if seq <= room.seq:
-            return  # already delivered (replayed from the log, or a duplicate)
-        if seq > room.seq + 1:
+        epoch, seq = event.get("epoch"), event["seq"]
+        if epoch in room.retired:
+            return  # a late event of a history this room has already left behind
+        if epoch != room.epoch or seq > room.seq + 1:
+            # A jump, or another epoch: never trusted on its own — a cursor read decides.
             room.pending.append(event)
             self._start_fill(room)
             return
+        if seq <= room.seq:
+            return  # already delivered (replayed from the log, or a duplicate)
         room.seq = seq
         self._fanout(room, event)
 
+    def _release_pending(self, room: Room) -> None:
+        """Deliver the held events that now follow on; fill from the log if a gap remains."""
+        held, room.pending = sorted(room.pending, key=_seq), []
+        for event in held:
+            self._accept(room, event)
+
     def _start_fill(self, room: Room) -> None:
-        if not room.filling:
-            room.filling = True
-            task = asyncio.create_task(self._fill(room), name=f"fill:{room.feed}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if room.filling:
+            room.refill = True
+            return
+        room.filling = True
+        task = asyncio.create_task(self._fill(room), name=f"fill:{room.feed}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _fill(self, room: Room) -> None:
-        """Fetch the missing events from the change log, then release the held ones in order."""
+        """Read the change log after the room's position until nothing is missing any more.
+
+        Events held when a read is issued were published before it: if their epoch is not the
+        log's, they belong to a lost history and are dropped. Events arriving during the read
+        may be newer than it and are kept for the next round.
+        """
         try:
             while self.rooms.get(room.feed) is room:
                 assert room.seq is not None and room.epoch is not None
+                room.refill = False
+                issued_with, asked = len(room.pending), (room.epoch, room.seq)
                 try:
-                    cursor = await self._source.cursor(room.feed, (room.epoch, room.seq))
+                    async with self._fill_slots:
+                        cursor = await self._source.cursor(room.feed, (room.epoch, room.seq))
                 except FeedError as exc:
-                    log.warning("cannot fill a gap in %s yet: %s", room.feed, exc.detail)
+                    log.warning("cannot read the change log of %s yet: %s", room.feed, exc.detail)
                     await asyncio.sleep(_FILL_RETRY_DELAY)
+                    room.refill = True
                     continue
                 if self.rooms.get(room.feed) is not room:
                     return
+                if (room.epoch, room.seq) != asked:  # a handshake reset the room meanwhile: read again
+                    continue
+                earlier, later = room.pending[:issued_with], room.pending[issued_with:]
                 if cursor.recovered:
-                    self._stats.gap_filled(len(cursor.events))
+                    arrived = {e["seq"] for e in room.pending if e.get("epoch") == cursor.epoch}
+                    filled = 0
                     for raw in cursor.events:
-                        self._accept_filled(room, orjson.loads(raw))
+                        event = orjson.loads(raw)
+                        if event["seq"] == room.seq + 1 and event.get("epoch") == room.epoch:
+                            room.seq = event["seq"]
+                            self._fanout(room, event)
+                            filled += event["seq"] not in arrived
+                    if filled:
+                        self._stats.gap_filled(filled)
                 else:
                     self._reset(room, cursor.epoch, cursor.seq)
-                held, room.pending = sorted(room.pending, key=_seq), []
-                for i, event in enumerate(held):
-                    if event["seq"] > room.seq + 1 and event.get("epoch") == room.epoch:
-                        room.pending = held[i:]  # still a gap: go round again
-                        break
-                    self._accept_filled(room, event)
-                if not room.pending:
+                stale = {e.get("epoch") for e in earlier} - {room.epoch}
+                room.retired.extend(e for e in stale if isinstance(e, str) and e not in room.retired)
+                del room.retired[:-_RETIRED_EPOCHS]
+                room.pending = []
+                for event in sorted([*earlier, *later], key=_seq):
+                    epoch = event.get("epoch")
+                    if epoch in room.retired or event["seq"] <= room.seq and epoch == room.epoch:
+                        continue
+                    if epoch == room.epoch and event["seq"] == room.seq + 1:
+                        room.seq = event["seq"]
+                        self._fanout(room, event)
+                    else:  # still a gap, or an epoch newer than this read: go round again
+                        room.pending.append(event)
+                if not room.pending and not room.refill:
                     return
         finally:
             room.filling = False
 
-    def _accept_filled(self, room: Room, event: dict[str, Any]) -> None:
-        assert room.seq is not None
-        if event.get("epoch") != room.epoch:
-            self._reset(room, event.get("epoch") or "", event["seq"] - 1)
-        if event["seq"] == room.seq + 1:
-            room.seq = event["seq"]
-            self._fanout(room, event)
-
     def _reset(self, room: Room, epoch: str, seq: int) -> None:
-        """Tell every subscriber of ``room`` to reload; continue from (epoch, seq)."""
+        """Tell the room's subscribers to reload; the room continues from (epoch, seq)."""
         log.warning(
-            "feed %s: history changed or lost (epoch %s → %s); resetting subscribers",
+            "feed %s: changes lost or history replaced (epoch %s seq %s → epoch %s seq %s); resetting subscribers",
             room.feed,
             room.epoch,
+            room.seq,
             epoch,
+            seq,
         )
-        frame = protocol.reset(room.feed, epoch)
-        for sub in room.subs.values():
-            sub.deliver(float("inf"), frame)
-        self._stats.reset_sent(len(room.subs))
+        if room.epoch is not None and room.epoch != epoch and room.epoch not in room.retired:
+            room.retired.append(room.epoch)
+            del room.retired[:-_RETIRED_EPOCHS]
         room.epoch, room.seq = epoch, seq
+        frame = protocol.reset(room.feed, epoch, seq)
+        sent = sum(sub.reset(epoch, seq, frame) for sub in list(room.subs.values()))
+        self._stats.reset_sent(sent)
 
     def _fanout(self, room: Room, event: dict[str, Any]) -> None:
         """Encode the event once per kind and hand it to every subscriber allowed to see it."""
         feed, seq, kind, activity = room.feed, event["seq"], event["event"], event["activity"]
+        epoch = room.epoch
         if kind == "updated":
             prev = event.get("prev")
             if prev is not None and not _same_visibility(prev, activity):
                 before, after = set(room.recipients(prev)), set(room.recipients(activity))
-                self._send(before & after, seq, protocol.activity_frame(feed, seq, "updated", activity))
+                self._send(before & after, epoch, seq, protocol.activity_frame(feed, seq, "updated", activity))
                 self._send(
                     before - after,
+                    epoch,
                     seq,
                     protocol.activity_frame(feed, seq, "deleted", protocol.deleted_stub(activity)),
                 )
-                self._send(after - before, seq, protocol.activity_frame(feed, seq, "created", activity))
+                self._send(after - before, epoch, seq, protocol.activity_frame(feed, seq, "created", activity))
                 return
         payload = protocol.deleted_stub(activity) if kind == "deleted" else activity
-        self._send(room.recipients(activity), seq, protocol.activity_frame(feed, seq, kind, payload))
+        self._send(room.recipients(activity), epoch, seq, protocol.activity_frame(feed, seq, kind, payload))
 
-    def _send(self, subs: Iterable[Subscription], seq: int, frame: bytes) -> None:
+    def _send(self, subs: Iterable[Subscription], epoch: str | None, seq: int, frame: bytes) -> None:
         n = 0
         for sub in subs:
-            sub.deliver(seq, frame)
+            sub.deliver(epoch, seq, frame)
             n += 1
         if n:
             self._stats.delivered(n)

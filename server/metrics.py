@@ -40,6 +40,21 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.redis_errors = Counter("feed_redis_unavailable", "Requests refused with 503 (Redis)", registry=r)
+        self.pubsub_up = Gauge(
+            "feed_pubsub_up", "1 while this process's pub/sub connection is up", registry=r, multiprocess_mode="livesum"
+        )
+        self.pubsub_reconnects = Counter(
+            "feed_pubsub_reconnects", "Pub/sub connections re-established (each re-syncs every feed)", registry=r
+        )
+        self._pubsub_seen = False
+
+    def pubsub_state(self, up: bool) -> None:
+        """The broker's connection went up (True) or down (False)."""
+        self.pubsub_up.set(1 if up else 0)
+        if up:
+            if self._pubsub_seen:
+                self.pubsub_reconnects.inc()
+            self._pubsub_seen = True
 
     # Hub's Stats protocol ------------------------------------------------------------------------
 

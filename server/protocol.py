@@ -215,9 +215,12 @@ def error(exc: FeedError, ref: Ref = None) -> bytes:
     return dumps(exc.ws_error(ref))
 
 
-def reset(feed: str, epoch: str) -> bytes:
-    """The subscriber missed changes that cannot be replayed: reload history, then go on."""
-    return dumps({"type": "reset", "feed": feed, "epoch": epoch})
+def reset(feed: str, epoch: str, seq: int) -> bytes:
+    """The subscriber missed changes that cannot be replayed: reload history, then go on.
+
+    Live events continue after ``(epoch, seq)``: the cursor to resume from after the reload.
+    """
+    return dumps({"type": "reset", "feed": feed, "epoch": epoch, "seq": seq})
 
 
 def activity_frame(feed: str, seq: int, event: str, activity: Any) -> bytes:

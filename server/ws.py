@@ -24,9 +24,10 @@ from websockets.protocol import OPEN
 from . import protocol
 from .acl import Principal
 from .auth import Authenticator
-from .errors import FeedError, Invalid, Unauthorized
+from .errors import FeedError, Invalid, RateLimited, Unauthorized
 from .metrics import Metrics
 from .models import dumps
+from .ratelimit import RateLimit
 from .service import FeedService
 
 log = logging.getLogger("feedserver.ws")
@@ -38,6 +39,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 CLOSE_NORMAL = 1000
 CLOSE_UNAUTHENTICATED = 4001
 CLOSE_SLOW_CONSUMER = 4008
+CLOSE_RATE_LIMITED = 4029
 #: Publishes of one connection being stored at once; the reader waits when this many are open.
 MAX_PIPELINED_PUBLISHES = 64
 
@@ -165,7 +167,8 @@ class DirectWriter:
     def attach(cls, send: Send) -> DirectWriter | None:
         """A writer for the protocol behind ``send``, if it is uvicorn's sans-I/O one."""
         proto = getattr(send, "__self__", None)
-        if type(proto).__name__ != "WebSocketsSansIOProtocol" or not all(hasattr(proto, a) for a in cls._REQUIRED):
+        sansio = any(c.__name__ == "WebSocketsSansIOProtocol" for c in type(proto).__mro__)
+        if not sansio or not all(hasattr(proto, a) for a in cls._REQUIRED):
             return None
         return cls(proto)
 
@@ -201,6 +204,7 @@ class WebSocketEndpoint:
         metrics: Metrics,
         *,
         allowed_origins: list[str],
+        rate_limit: RateLimit | None = None,
         queue_size: int,
         auth_timeout: float,
         close_timeout: float,
@@ -209,6 +213,7 @@ class WebSocketEndpoint:
         self.auth = auth
         self.metrics = metrics
         self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.rate_limit = rate_limit
         self.queue_size = queue_size
         self.auth_timeout = auth_timeout
         self.close_timeout = close_timeout
@@ -300,6 +305,7 @@ class Session:
         self.principal: Principal = endpoint.auth.anonymous
         self._expiry: asyncio.TimerHandle | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._limit_key = f"ws:{id(self)}"
         self._slots = asyncio.Semaphore(MAX_PIPELINED_PUBLISHES)
 
     async def run(self, headers: Headers, receive: Receive) -> None:
@@ -347,6 +353,13 @@ class Session:
         data = message.get("text")
         if data is None:
             data = message.get("bytes") or b""
+        if self.endpoint.rate_limit is not None:
+            try:
+                self.endpoint.rate_limit.check(self._limit_key)
+            except RateLimited as exc:  # a flooding client is cut off (SPEC §5: 4029)
+                self.conn.send(protocol.error(exc, protocol.peek_ref(data)))
+                self.conn.close(CLOSE_RATE_LIMITED, "rate limited")
+                return False
         try:
             command = protocol.parse_command(data)
         except FeedError as exc:

@@ -64,5 +64,5 @@ def test_event_frames():
         "event": "created",
         "activity": {"id": "a"},
     }
-    assert orjson.loads(protocol.reset("f", "e2")) == {"type": "reset", "feed": "f", "epoch": "e2"}
+    assert orjson.loads(protocol.reset("f", "e2", 7)) == {"type": "reset", "feed": "f", "epoch": "e2", "seq": 7}
     assert orjson.loads(protocol.subscribed("f", 4, "e", False, 7))["ref"] == 7

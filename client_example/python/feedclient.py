@@ -99,8 +99,8 @@ class Event:
 class Reset:
     """Changes were lost (``reason``: ``reset`` or ``not-recovered``): reload the feed's history.
 
-    ``seq`` is the feed's current change number when the server said it (``not-recovered``), else
-    None. Events yielded after this marker are newer than the reset.
+    ``seq`` is the feed's change number the server continues from (None if it did not say). Events
+    yielded after this marker are newer than the reset.
     """
 
     feed: str
@@ -284,10 +284,12 @@ class Subscription:
         self._queue.put_nowait(Event(self.feed, seq, frame.get("event", "created"), frame.get("activity") or {}))
 
     def _on_reset(self, frame: dict[str, Any]) -> None:
-        # The server goes on from a position it does not name: accept whatever comes next.
-        self.cursor = Cursor(frame.get("epoch"), None)
+        # Live events go on after the (epoch, seq) the reset names (older servers name no seq:
+        # then accept whatever comes next).
+        seq = frame.get("seq")
+        self.cursor = Cursor(frame.get("epoch"), seq if isinstance(seq, int) else None)
         self._catch_up = None
-        self._queue.put_nowait(Reset(self.feed, frame.get("epoch") or "", None, "reset"))
+        self._queue.put_nowait(Reset(self.feed, frame.get("epoch") or "", self.cursor.seq, "reset"))
 
     def _fail(self, exc: BaseException) -> None:
         if not self._first.done():

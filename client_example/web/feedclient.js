@@ -78,7 +78,7 @@ export class Subscription {
     this.client = client;
     this.feed = feed;
     this.handlers = handlers;
-    /** The resume cursor: the last change seen. `seq` is null when unknown (after a reset). */
+    /** The resume cursor: the last change seen. `seq` is null when unknown. */
     this.cursor = since ? { epoch: since.epoch, seq: since.seq } : { epoch: null, seq: null };
     this.active = true;
     this._everSubscribed = false;
@@ -131,10 +131,12 @@ export class Subscription {
   }
 
   _onReset(frame) {
-    // The server continues from a position it does not tell us: accept whatever comes next.
-    this.cursor = { epoch: frame.epoch, seq: null };
+    // Live events continue after the (epoch, seq) the reset names (null if the server names none:
+    // then accept whatever comes next).
+    const seq = Number.isInteger(frame.seq) ? frame.seq : null;
+    this.cursor = { epoch: frame.epoch, seq };
     this._catchUp = null;
-    this._call("onReset", { feed: this.feed, epoch: frame.epoch, seq: null, reason: "reset" });
+    this._call("onReset", { feed: this.feed, epoch: frame.epoch, seq, reason: "reset" });
   }
 
   _call(name, ...args) {
