@@ -23,6 +23,8 @@ from .errors import Unauthorized
 _HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
 _ASYMMETRIC_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 LEEWAY_SECONDS = 5
+#: Verified tokens remembered (per process) so a client's repeated requests skip the signature check.
+TOKEN_CACHE_SIZE = 10_000
 
 
 def hash_api_key(key: str) -> str:
@@ -58,6 +60,9 @@ class Authenticator:
             d.lower(): restricted.get(d.lower()) for d in api_keys
         }
         self.anonymous = Principal(public_feeds=self._public_feeds)
+        # token → its principal. Only the exact token string that verified hits; expiry is
+        # checked on every use. Bounded: the oldest entry goes first.
+        self._verified: dict[str, Principal] = {}
 
     async def from_headers(self, headers: Mapping[str, str]) -> Principal:
         """The principal of an HTTP request or WebSocket handshake (anonymous if no credentials)."""
@@ -88,6 +93,18 @@ class Authenticator:
 
     async def verify_token(self, token: str) -> Principal:
         """Verify a JWT and build its principal; any failure is a 401."""
+        principal = self._verified.get(token)
+        if principal is not None:
+            if principal.expires_at is None or principal.expires_at + LEEWAY_SECONDS > time.time():
+                return principal
+            del self._verified[token]
+        principal = await self._verify(token)
+        if len(self._verified) >= TOKEN_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = principal
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -87,7 +87,7 @@ def check_feed_name(feed: str) -> str:
 def format_time(dt: datetime) -> str:
     """ISO 8601 in UTC with milliseconds: ``2026-01-14T09:30:00.000Z``."""
     dt = dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"  # "…+00:00" → "…Z"
 
 
 def parse_time(value: Any) -> datetime:

@@ -175,7 +175,7 @@ class FeedService:
             raise
         self.metrics.write_latency.observe(time.perf_counter() - started)
         self.metrics.writes.labels("create").inc(len(bodies))
-        if any(item.to or item.audience for item in parsed):
+        if any(item.to or any(e.notify for e in item.audience or ()) for item in parsed):
             await self._sync_copies(feed, [(None, orjson.loads(raw)) for raw in bodies])
         return bodies
 

@@ -44,10 +44,15 @@ class Batcher:
     Redis in the order they were issued (pipelines of one lane never overtake each other) while
     different feeds proceed in parallel. Scripts run as EVALSHA and are loaded on a NOSCRIPT reply
     (after a Redis restart or flush), then retried.
+
+    Each pipeline gets ``timeout`` seconds. When one fails (timeout, lost connection) the commands
+    queued behind it on its lane fail with it, so no caller waits much longer than ``timeout``
+    whatever the queue — and the per-command cost of a timer is paid once per pipeline.
     """
 
-    def __init__(self, redis: Redis, lanes: int = 8) -> None:
+    def __init__(self, redis: Redis, *, timeout: float, lanes: int = 8) -> None:
         self._redis = redis
+        self.timeout = timeout
         self._lanes = [_Lane(self) for _ in range(lanes)]
         self._scripts: dict[str, str] = {}
 
@@ -122,11 +127,17 @@ class _Lane:
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
-            replies = await self._batcher.execute([args for args, _ in batch])
-        except Exception as exc:  # the connection failed: every caller of this batch gets the error
+            async with asyncio.timeout(self._batcher.timeout):
+                replies = await self._batcher.execute([args for args, _ in batch])
+        except BaseException as exc:  # Redis stalled or the connection failed: this batch and the ones
+            batch += self._pending  # queued behind it fail now rather than wait another timeout
+            self._pending = []
+            failure = exc if isinstance(exc, Exception) else redis_errors.ConnectionError("shutting down")
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
             return
         for (_, future), reply in zip(batch, replies, strict=True):
             if future.done():
@@ -249,7 +260,7 @@ class FeedStore:
         self._window = resume_window
         self._retention_ms = int(retention_days * 86_400_000)
         self._timeout = timeout
-        self._batcher = Batcher(redis)
+        self._batcher = Batcher(redis, timeout=timeout)
         self._write = self._batcher.script(_load_script("write.lua"))
         self._cursor = self._batcher.script(_load_script("cursor.lua"))
         self._read = self._batcher.script(_load_script("read.lua"))
@@ -259,12 +270,15 @@ class FeedStore:
         self._marks = self._batcher.script(_load_script("marks.lua"))
 
     async def _run(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script (in this tick's pipeline), bounded in time; Redis trouble becomes 503."""
-        return await self._call(lambda: self._batcher.evalsha(sha, keys, args))
+        """Run a script in a shared pipeline (the batcher bounds its time); Redis trouble becomes 503."""
+        return await self._call(lambda: self._batcher.evalsha(sha, keys, args), bounded=True)
 
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis operation, bounded in time; Redis trouble becomes 503."""
+    async def _call(self, op: Callable[[], Awaitable[T]], *, bounded: bool = False) -> T:
+        """Run one Redis operation within ``timeout`` (``bounded``: ``op`` enforces it itself);
+        Redis trouble becomes 503."""
         try:
+            if bounded:
+                return await op()
             async with asyncio.timeout(self._timeout):
                 return await op()
         except TimeoutError:
@@ -381,7 +395,7 @@ class FeedStore:
     async def get(self, feed: str, activity_id: str) -> bytes | None:
         """The stored body of one activity, or None."""
         acts = self.keys.feed(feed).acts
-        result = await self._call(lambda: self._batcher.command(acts, "HGET", acts, activity_id))
+        result = await self._call(lambda: self._batcher.command(acts, "HGET", acts, activity_id), bounded=True)
         return result if isinstance(result, bytes) else None
 
     async def close(self) -> None:

@@ -285,3 +285,19 @@ def test_token_subcommand_mints_a_verifiable_token(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 2 and "unknown right" in bad.stderr
+
+
+async def test_verified_token_cache_still_enforces_expiry():
+    """A token verified once is remembered, but never past its exp (plus the leeway)."""
+    from server.auth import LEEWAY_SECONDS, Authenticator
+    from server.errors import Unauthorized
+
+    auth = Authenticator(jwt_secret=SECRET)
+    token = jwt.encode({"sub": "a", "exp": time.time() - LEEWAY_SECONDS + 1}, SECRET)
+    first = await auth.verify_token(token)
+    assert await auth.verify_token(token) is first  # served from the cache
+    await asyncio.sleep(1.2)
+    with pytest.raises(Unauthorized):
+        await auth.verify_token(token)
+    with pytest.raises(Unauthorized):  # a token differing by one signature byte is verified, not served
+        await auth.verify_token(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
