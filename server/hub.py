@@ -379,26 +379,30 @@ class Hub:
     # -- events --------------------------------------------------------------------------------
 
     def on_event(self, feed: str, data: bytes) -> None:
-        """A change event from pub/sub (called by the broker, in publication order)."""
+        """A pub/sub message (called by the broker, in publication order): one change event, the
+        events of one write script as a JSON array, or a notification feed's new counts."""
         room = self.rooms.get(feed)
         if room is None:
             return
         try:
-            event = orjson.loads(data)
-            if "counts" in event:  # notification counts: not a change, no seq, straight through
-                counts = event["counts"]
+            message = orjson.loads(data)
+            events = message if isinstance(message, list) else [message]
+            if "counts" in events[0]:  # notification counts: not a change, no seq, straight through
+                counts = events[0]["counts"]
                 frame = protocol.notification_counts(feed, int(counts["unseen"]), int(counts["unread"]))
                 for sub in room.subs.values():
                     sub.push(frame)  # held subscribers get it after their handshake
                 return
-            int(event["seq"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            for event in events:
+                int(event["seq"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             log.error("dropping a malformed change event on %s", feed)
             return
-        if room.seq is None or room.filling:
-            room.pending.append(event)
-            return
-        self._accept(room, event)
+        for event in events:
+            if room.seq is None or room.filling:
+                room.pending.append(event)
+            else:
+                self._accept(room, event)
 
     def on_resync(self) -> None:
         """After a pub/sub reconnect: fetch from the change log whatever every room may have missed.

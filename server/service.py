@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -53,6 +54,9 @@ log = logging.getLogger("feedserver.service")
 
 #: Upper bound on activities examined for one history page (hidden or filtered ones included).
 MAX_SCAN = 2000
+#: A validated activity and the input it was validated from (stored as given: ``build_body``).
+Input = tuple[ActivityIn, Any]
+
 #: Attempts of a read-compute-write cycle that lost a race before giving up with 409.
 _CAS_ATTEMPTS = 8
 #: JSON bytes the write script adds around the caller's part of an activity (id, seq, version…).
@@ -149,23 +153,24 @@ class FeedService:
             )
         if len(raw_items) > self.max_batch:
             raise PayloadTooLarge(f"at most {self.max_batch} activities per request")
-        parsed: list[ActivityIn] = []
+        parsed: list[Input] = []
         errors: list[dict[str, Any]] = []
         for i, raw in enumerate(raw_items):
             try:
-                parsed.append(parse_activity(raw, loc=f"activities.{i}" if batch else ""))
+                parsed.append((parse_activity(raw, loc=f"activities.{i}" if batch else ""), raw))
             except Invalid as exc:
                 errors.extend(exc.errors or [])
         if errors:
             detail = "; ".join(f"{e['loc']}: {e['msg']}" if e["loc"] else e["msg"] for e in errors[:5])
             raise Invalid(detail, errors=errors)
         is_admin = bool(rights & Right.ADMIN)
-        stamp = format_time(now())
-        for item in parsed:
+        clock = now()  # one reading per request: its activities share created_at and default time
+        stamp = format_time(clock)
+        for item, _ in parsed:
             self._check_copy_targets(principal, feed, item)
         items = [
-            self._write_item(principal, feed, item, i if batch else None, is_admin, stamp)
-            for i, item in enumerate(parsed)
+            self._write_item(principal, feed, given, i if batch else None, is_admin, clock, stamp)
+            for i, given in enumerate(parsed)
         ]
         started = time.perf_counter()
         try:
@@ -175,7 +180,7 @@ class FeedService:
             raise
         self.metrics.write_latency.observe(time.perf_counter() - started)
         self.metrics.writes.labels("create").inc(len(bodies))
-        if any(item.to or any(e.notify for e in item.audience or ()) for item in parsed):
+        if any(item.to or any(e.notify for e in item.audience or ()) for item, _ in parsed):
             await self._sync_copies(feed, [(None, orjson.loads(raw)) for raw in bodies])
         return bodies
 
@@ -183,14 +188,16 @@ class FeedService:
         self,
         principal: Principal,
         feed: str,
-        item: ActivityIn,
+        given: Input,
         index: int | None,
         is_admin: bool,
+        clock: datetime,
         stamp: str,
         old: dict[str, Any] | None = None,
     ) -> WriteItem:
         """Encode one activity for the write scripts. For a replacement (``old`` given) the stored
         actor, time and audience are the defaults, instead of the caller, now and the configured one."""
+        item, source = given
         loc = "" if index is None else f"activities.{index}."
         if item.actor is None and old is not None:
             actor = old["actor"]
@@ -200,9 +207,9 @@ class FeedService:
             audience = [entry.as_json() for entry in item.audience]
         else:
             audience = old.get("audience", self.default_audience) if old is not None else self.default_audience
-        when = item.time or (parse_time(old["time"]) if old is not None else now())
+        when = item.time or (parse_time(old["time"]) if old is not None else clock)
         activity_id = item.id or self._new_id(when)
-        body = build_body(item, feed=feed, actor=actor, audience=audience, when=when, updated_at=stamp)
+        body = build_body(item, source, feed=feed, actor=actor, audience=audience, when=when, updated_at=stamp)
         rest = dumps(body)
         size = len(rest) + len(dumps(activity_id)) + _SERVER_FIELDS_BYTES
         if size > self.max_activity_bytes:
@@ -250,7 +257,7 @@ class FeedService:
                 errors=[{"loc": "id", "msg": "must match the URL", "type": "value_error"}],
             )
         expected = if_match if if_match is not None else item.version
-        return await self._change(principal, feed, rights, (activity_id, "", ""), expected, item)
+        return await self._change(principal, feed, rights, (activity_id, "", ""), expected, (item, raw))
 
     async def patch(
         self, principal: Principal, feed: str, activity_id: str, raw: Any, *, if_match: int | None
@@ -318,8 +325,9 @@ class FeedService:
             try:
                 feed, ref = _batch_ref(raw, require_time_ref=True)
                 rights = self.require(principal, feed, Right.WRITE)
-                item = parse_activity({k: v for k, v in raw.items() if k != "feed"})
-                body = await self._change(principal, feed, rights, ref, item.version, item)
+                source = {k: v for k, v in raw.items() if k != "feed"}
+                item = parse_activity(source)
+                body = await self._change(principal, feed, rights, ref, item.version, (item, source))
                 outcomes.append(ItemOutcome(i, 200, body))
             except FeedError as exc:
                 outcomes.append(ItemOutcome(i, exc.status, None, exc))
@@ -364,7 +372,7 @@ class FeedService:
         rights: Right,
         ref: tuple[str, str, str],
         client_version: int | None,
-        change: ActivityIn | PatchIn,
+        change: Input | PatchIn,
     ) -> bytes:
         """Read, check, build the new activity (a replacement, or the stored one patched), and write
         it only if nobody changed it meanwhile.
@@ -381,11 +389,13 @@ class FeedService:
                 raise _stale(label, old.get("version"))
             if isinstance(change, PatchIn):
                 assert raw is not None
-                item = parse_activity(apply_patch(orjson.loads(raw), change))  # patch a fresh copy
+                patched = apply_patch(orjson.loads(raw), change)  # patch a fresh copy
+                given: Input = (parse_activity(patched), patched)
             else:
-                item = change
-            self._check_copy_targets(principal, feed, item)
-            write = self._write_item(principal, feed, item, None, is_admin, format_time(now()), old=old)
+                given = change
+            self._check_copy_targets(principal, feed, given[0])
+            clock = now()
+            write = self._write_item(principal, feed, given, None, is_admin, clock, format_time(clock), old=old)
             [result] = await self.store.replace(
                 feed,
                 [

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
+import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
@@ -172,19 +173,22 @@ class WriteItem:
     created_at: str
     rest: bytes
 
-    def args(self) -> tuple[Any, ...]:
-        """This item's 9 ``ARGV`` entries."""
-        return (
-            self.id,
-            "1" if self.client_id else "",
-            self.foreign_id or "",
-            self.time,
-            self.score,
-            self.actor,
-            "1" if self.may_override else "",
-            self.created_at,
-            self.rest,
+    def args(self) -> tuple[bytes, bytes]:
+        """This item's two ``ARGV`` entries: its metadata as one JSON array (few arguments are
+        cheap to pack and send), and its body."""
+        meta = orjson.dumps(
+            [
+                self.id,
+                self.client_id,
+                self.foreign_id or "",
+                self.time,
+                self.score,
+                self.actor,
+                self.may_override,
+                self.created_at,
+            ]
         )
+        return meta, self.rest
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,3 +148,19 @@ def test_ids_of_one_millisecond_increase():
     assert {ulid_ms(i) for i in ids} == {time_ms(t)}
     earlier = gen(datetime(2026, 1, 14, 9, 29, tzinfo=UTC))
     assert ulid_ms(earlier) < time_ms(t)  # another millisecond: a fresh random id with its own time
+
+
+def test_generated_ids_are_valid_ulids_of_their_time():
+    """Ids parse as ULIDs (python-ulid) whose timestamp is the activity time; carries roll over."""
+    from ulid import ULID
+
+    from server.models import _increment
+
+    gen = IdGenerator()
+    for ms in (0, 1, 1768383000123, 2**48 - 1):
+        dt = datetime.fromtimestamp(ms / 1000, UTC) if ms < 2**47 else None
+        if dt is None:
+            continue
+        value = gen(dt)
+        assert len(value) == 26 and ULID.from_str(value).milliseconds == time_ms(dt)
+    assert _increment("0ZZ") == "100" and _increment("ZZ") is None and _increment("A0") == "A1"

@@ -65,15 +65,57 @@ local function drop(id, body)
   return s
 end
 
--- Append a change event to the log and publish it. `activity` and `prev` are JSON texts.
-local function emit(seq, epoch, feed, event, activity, prev, window)
+-- The change events of this script call, in seq order. `emit` records one (`activity` and `prev`
+-- are JSON texts); `flush` appends them all to the log (trimmed to the resume window) and publishes
+-- them in one message: the event itself, or a JSON array of them when there are several.
+local EVENTS = {}
+
+local function emit(seq, epoch, feed, event, activity, prev)
   local msg = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '","event":"' .. event .. '","feed":"' .. feed ..
     '","activity":' .. activity
   if prev then msg = msg .. ',"prev":' .. prev end
-  msg = msg .. '}'
-  redis.call('LPUSH', K_LOG, msg)
+  EVENTS[#EVENTS + 1] = msg .. '}'
+end
+
+local function flush(window)
+  local n = #EVENTS
+  if n == 0 then return end
+  for i = 1, n, 500 do
+    redis.call('LPUSH', K_LOG, unpack(EVENTS, i, math.min(i + 499, n)))
+  end
   redis.call('LTRIM', K_LOG, 0, window - 1)
-  redis.call('SPUBLISH', K_CH, msg)
+  if n == 1 then
+    redis.call('SPUBLISH', K_CH, EVENTS[1])
+  else
+    redis.call('SPUBLISH', K_CH, '[' .. table.concat(EVENTS, ',') .. ']')
+  end
+end
+
+-- `command key a b c …` for a list of arguments (pairs for HSET/ZADD), a few hundred per call:
+-- one redis.call costs far more than the command it runs, so scripts send work in bulk.
+local function send_all(command, key, args)
+  for i = 1, #args, 512 do
+    redis.call(command, key, unpack(args, i, math.min(i + 511, #args)))
+  end
+end
+
+-- Remove activities (and their index entries) in bulk; only bodies that carry a foreign_id are
+-- decoded, to find their foreign-id index entry.
+local function drop_many(ids)
+  if #ids == 0 then return end
+  local fids = {}
+  for i = 1, #ids, 512 do
+    local chunk = {unpack(ids, i, math.min(i + 511, #ids))}
+    for j, body in ipairs(redis.call('HMGET', K_ACTS, unpack(chunk))) do
+      if body and string.find(body, '"foreign_id":', 1, true) then
+        local s = summary(body)
+        if s.foreign_id and s.time then fids[#fids + 1] = fid_member(s.foreign_id, s.time, chunk[j]) end
+      end
+    end
+  end
+  send_all('HDEL', K_ACTS, ids)
+  send_all('ZREM', K_IDX, ids)
+  send_all('ZREM', K_FID, fids)
 end
 
 -- Keep the feed within max_len activities and, when cutoff > 0, drop activities older than it.
@@ -81,16 +123,10 @@ end
 local function trim(max_len, cutoff)
   local extra = redis.call('ZCARD', K_IDX) - max_len
   if extra > 0 then
-    local ids = redis.call('ZRANGE', K_IDX, 0, extra - 1)
-    for _, id in ipairs(ids) do
-      drop(id, redis.call('HGET', K_ACTS, id) or '{}')
-    end
+    drop_many(redis.call('ZRANGE', K_IDX, 0, extra - 1))
   end
   if cutoff > 0 then
-    local ids = redis.call('ZRANGEBYSCORE', K_IDX, '-inf', '(' .. cutoff, 'LIMIT', 0, 100)
-    for _, id in ipairs(ids) do
-      drop(id, redis.call('HGET', K_ACTS, id) or '{}')
-    end
+    drop_many(redis.call('ZRANGEBYSCORE', K_IDX, '-inf', '(' .. cutoff, 'LIMIT', 0, 100))
   end
 end
 

@@ -23,9 +23,10 @@ for i = 1, n do
     else
       local seq = redis.call('HINCRBY', K_META, 'seq', 1)
       drop(id, old)
-      emit(seq, epoch, feed, 'deleted', old, nil, window)
+      emit(seq, epoch, feed, 'deleted', old, nil)
       out[i] = {'ok', old}
     end
   end
 end
+flush(window)
 return out

@@ -34,9 +34,10 @@ for i = 1, n do
       redis.call('HSET', K_ACTS, id, body)
       redis.call('ZADD', K_IDX, nscore, id)
       if nfid ~= '' then redis.call('ZADD', K_FID, 0, fid_member(nfid, ntime, id)) end
-      emit(seq, epoch, feed, 'updated', body, visibility_json(s), window)
+      emit(seq, epoch, feed, 'updated', body, visibility_json(s))
       out[i] = {'ok', body}
     end
   end
 end
+flush(window)
 return out

@@ -1,22 +1,23 @@
 -- Add activities to one feed, or overwrite the ones they match (SPEC §2 "Uniqueness").
 --
--- ARGV: epoch_candidate, feed, max_len, window, cutoff_ms, n, then n groups of 9:
---   id, client_id ("1" when the client chose the id), foreign_id ("" if none), time, score (ms),
---   actor, may_override ("1" for feed admins), created_at, rest (encoded body without id/seq/
---   created_at/version).
+-- ARGV: epoch_candidate, feed, max_len, window, cutoff_ms, n, then n pairs:
+--   meta: a JSON array [id, client_id (true when the client chose the id), foreign_id ("" if
+--         none), time, score (ms), actor, may_override (true for feed admins), created_at],
+--   rest: the encoded body without id/seq/created_at/version.
 -- An item matches an existing activity by its client-chosen id, or by (foreign_id, time); a match
 -- is updated in place (same id, version + 1). The batch is all-or-nothing: every item is resolved
 -- and checked (including matches between items of the same batch) before anything is written.
 -- Returns {"ok", body...} or {"forbidden"|"conflict", item_index, message}.
 local feed, max_len, window, cutoff = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n, STRIDE, BASE = tonumber(ARGV[6]), 9, 6
+local n, BASE = tonumber(ARGV[6]), 6
 
-local pending_fid, pending_actor, plan = {}, {}, {}
+local metas, pending_fid, pending_actor, plan = {}, {}, {}, {}
 for i = 1, n do
-  local b = BASE + (i - 1) * STRIDE
-  local id, client_id, fid, t, actor, override = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 6], ARGV[b + 7]
+  local m = cjson.decode(ARGV[BASE + 2 * i - 1])
+  metas[i] = m
+  local id, client_id, fid, t, actor, override = m[1], m[2], m[3], m[4], m[6], m[7]
   local target = nil
-  if client_id == '1' and (pending_actor[id] or redis.call('HEXISTS', K_ACTS, id) == 1) then
+  if client_id and (pending_actor[id] or redis.call('HEXISTS', K_ACTS, id) == 1) then
     target = id
   end
   if fid ~= '' then
@@ -32,7 +33,7 @@ for i = 1, n do
   if target then
     local owner = pending_actor[target]
     if owner == nil then owner = summary(redis.call('HGET', K_ACTS, target)).actor end
-    if override ~= '1' and owner ~= actor then
+    if not override and owner ~= actor then
       return {'forbidden', i, 'activity ' .. target .. ' belongs to another actor'}
     end
   end
@@ -40,15 +41,28 @@ for i = 1, n do
   plan[i] = target or false
 end
 
+-- Writes are gathered and sent as one HSET / ZADD per batch (a redis.call costs far more than
+-- the command it runs). An update reads the stored state, so the writes gathered so far are
+-- sent first: an activity created earlier in the same batch is then really there.
+local bodies, scores, fids = {}, {}, {}
+local function write_gathered()
+  send_all('HSET', K_ACTS, bodies)
+  send_all('ZADD', K_IDX, scores)
+  send_all('ZADD', K_FID, fids)
+  bodies, scores, fids = {}, {}, {}
+end
+
 local epoch = feed_epoch(ARGV[1])
+local first = redis.call('HINCRBY', K_META, 'seq', n) - n
 local out = {'ok'}
 for i = 1, n do
-  local b = BASE + (i - 1) * STRIDE
-  local id, fid, t, score, created_at, rest = ARGV[b + 1], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 8], ARGV[b + 9]
-  local seq = redis.call('HINCRBY', K_META, 'seq', 1)
+  local m = metas[i]
+  local id, fid, t, score, created_at, rest = m[1], m[3], m[4], m[5], m[8], ARGV[BASE + 2 * i]
+  local seq = first + i
   local body, event, prev
   local target = plan[i]
   if target then
+    write_gathered()
     local s = drop(target, redis.call('HGET', K_ACTS, target))
     id, event, prev = target, 'updated', visibility_json(s)
     body = assemble(id, seq, rest, s.created_at or created_at, s.version + 1)
@@ -56,11 +70,13 @@ for i = 1, n do
     event = 'created'
     body = assemble(id, seq, rest, created_at, 1)
   end
-  redis.call('HSET', K_ACTS, id, body)
-  redis.call('ZADD', K_IDX, score, id)
-  if fid ~= '' then redis.call('ZADD', K_FID, 0, fid_member(fid, t, id)) end
-  emit(seq, epoch, feed, event, body, prev, window)
+  bodies[#bodies + 1], bodies[#bodies + 2] = id, body
+  scores[#scores + 1], scores[#scores + 2] = score, id
+  if fid ~= '' then fids[#fids + 1], fids[#fids + 2] = 0, fid_member(fid, t, id) end
+  emit(seq, epoch, feed, event, body, prev)
   out[i + 1] = body
 end
+write_gathered()
+flush(window)
 trim(max_len, cutoff)
 return out
