@@ -136,8 +136,8 @@ class IdGenerator:
         self._time_chars = ""
         self._random = ""
 
-    def __call__(self, dt: datetime) -> str:
-        ms = time_ms(dt)
+    def __call__(self, ms: int) -> str:
+        """A new id for an activity at ``ms`` milliseconds since the epoch."""
         if ms == self._ms and (following := _increment(self._random)) is not None:
             self._random = following
         else:
@@ -306,14 +306,13 @@ class ActivityIn(BaseModel):
     def _strip_and_check_names(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError("an activity must be a JSON object")
-        names = value.keys()
-        reserved = names & _RESERVED_INPUT
-        if reserved:
-            raise ValueError(f"reserved field names may not be used: {', '.join(sorted(reserved))}")
-        for name in names:
+        if not _RESERVED_INPUT.isdisjoint(value):
+            reserved = ", ".join(sorted(_RESERVED_INPUT.intersection(value)))
+            raise ValueError(f"reserved field names may not be used: {reserved}")
+        for name in value:
             if not name or len(name) > 128 or "." in name or name[0] == "$":
                 raise ValueError(f"invalid field name {name!r}: 1-128 characters, no '.' or leading '$'")
-        if names & _IGNORED_INPUT:
+        if not _IGNORED_INPUT.isdisjoint(value):
             return {k: v for k, v in value.items() if k not in _IGNORED_INPUT}
         return value
 
@@ -397,7 +396,7 @@ def build_body(
     feed: str,
     actor: dict[str, Any],
     audience: list[dict[str, Any]],
-    when: datetime,
+    time: str,
     updated_at: str,
 ) -> dict[str, Any]:
     """The stored activity without the fields the write script sets (seq, id, version, created_at).
@@ -411,7 +410,7 @@ def build_body(
     for name, value in source.items():
         if name not in _REBUILT and (value is not None or name not in _WELL_KNOWN):
             body[name] = value  # a well-known field given as null is absent; a custom null is kept
-    body["time"] = format_time(when)
+    body["time"] = time
     body["audience"] = audience
     if item.to:
         body["to"] = list(dict.fromkeys(item.to))

@@ -208,8 +208,10 @@ class FeedService:
         else:
             audience = old.get("audience", self.default_audience) if old is not None else self.default_audience
         when = item.time or (parse_time(old["time"]) if old is not None else clock)
-        activity_id = item.id or self._new_id(when)
-        body = build_body(item, source, feed=feed, actor=actor, audience=audience, when=when, updated_at=stamp)
+        ms = time_ms(when)
+        activity_id = item.id or self._new_id(ms)
+        time_text = stamp if when is clock else format_time(when)
+        body = build_body(item, source, feed=feed, actor=actor, audience=audience, time=time_text, updated_at=stamp)
         rest = dumps(body)
         size = len(rest) + len(dumps(activity_id)) + _SERVER_FIELDS_BYTES
         if size > self.max_activity_bytes:
@@ -222,7 +224,7 @@ class FeedService:
             client_id=item.id is not None,
             foreign_id=item.foreign_id,
             time=body["time"],
-            score=time_ms(when),
+            score=ms,
             actor=actor["id"],
             may_override=is_admin,
             created_at=stamp,

@@ -22,7 +22,7 @@ def test_ulid_encodes_time_and_sorts_by_it():
     """Ids are ULIDs of the activity time, so id order is time order."""
     t1 = datetime(2026, 1, 14, 9, 30, 0, 123000, tzinfo=UTC)
     t2 = datetime(2026, 1, 14, 9, 30, 0, 124000, tzinfo=UTC)
-    a, b = IdGenerator()(t1), IdGenerator()(t2)
+    a, b = IdGenerator()(time_ms(t1)), IdGenerator()(time_ms(t2))
     assert ulid_ms(a) == time_ms(t1) == 1768383000123
     assert a < b
     assert ulid_ms("not-a-ulid") is None
@@ -143,10 +143,10 @@ def test_ids_of_one_millisecond_increase():
     """An IdGenerator hands out increasing ids within a millisecond (batches keep their order)."""
     gen = IdGenerator()
     t = datetime(2026, 1, 14, 9, 30, 0, 123000, tzinfo=UTC)
-    ids = [gen(t) for _ in range(200)]
+    ids = [gen(time_ms(t)) for _ in range(200)]
     assert ids == sorted(ids) and len(set(ids)) == 200
     assert {ulid_ms(i) for i in ids} == {time_ms(t)}
-    earlier = gen(datetime(2026, 1, 14, 9, 29, tzinfo=UTC))
+    earlier = gen(time_ms(datetime(2026, 1, 14, 9, 29, tzinfo=UTC)))
     assert ulid_ms(earlier) < time_ms(t)  # another millisecond: a fresh random id with its own time
 
 
@@ -161,6 +161,6 @@ def test_generated_ids_are_valid_ulids_of_their_time():
         dt = datetime.fromtimestamp(ms / 1000, UTC) if ms < 2**47 else None
         if dt is None:
             continue
-        value = gen(dt)
+        value = gen(time_ms(dt))
         assert len(value) == 26 and ULID.from_str(value).milliseconds == time_ms(dt)
     assert _increment("0ZZ") == "100" and _increment("ZZ") is None and _increment("A0") == "A1"
