@@ -6,20 +6,28 @@ so a hidden activity looks exactly like a missing one everywhere.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: A set of rights on a feed, as bits of ``Right`` (plain ints: rights are combined on every
+#: request, and ``enum.IntFlag`` arithmetic builds a new member per operation).
+Rights = int
 
-class Right(enum.IntFlag):
-    """Rights on a feed. ``MEMBER`` implies ``READ``; ``ADMIN`` implies everything."""
 
-    NONE = 0
-    READ = 1
-    WRITE = 2
-    MEMBER = 4
-    ADMIN = 8
+class Right:
+    """Rights on a feed (bit values). ``MEMBER`` implies ``READ``; ``ADMIN`` implies everything."""
+
+    NONE: Rights = 0
+    READ: Rights = 1
+    WRITE: Rights = 2
+    MEMBER: Rights = 4
+    ADMIN: Rights = 8
+
+    @staticmethod
+    def name(rights: Rights) -> str:
+        """``"read|write"`` for the bits set in ``rights``."""
+        return "|".join(n for n, bit in (("read", 1), ("write", 2), ("member", 4), ("admin", 8)) if rights & bit)
 
 
 ALL_RIGHTS = Right.READ | Right.WRITE | Right.MEMBER | Right.ADMIN
@@ -31,7 +39,7 @@ _BY_NAME = {
 }
 
 
-def parse_rights(names: Iterable[str]) -> Right:
+def parse_rights(names: Iterable[str]) -> Rights:
     """``["member", "write"]`` → ``READ|WRITE|MEMBER``; unknown names raise ``ValueError``."""
     rights = Right.NONE
     for name in names:
@@ -49,7 +57,7 @@ def pattern_matches(pattern: str, feed: str) -> bool:
     return pattern == feed
 
 
-def parse_feed_rights(claim: Mapping[str, Any]) -> tuple[tuple[str, Right], ...]:
+def parse_feed_rights(claim: Mapping[str, Any]) -> tuple[tuple[str, Rights], ...]:
     """The ``feeds`` claim ``{pattern: [rights]}`` as a tuple of (pattern, Right)."""
     out = []
     for pattern, names in claim.items():
@@ -73,7 +81,7 @@ class Principal:
     picture: str | None = None
     roles: frozenset[str] = frozenset()
     admin: bool = False
-    feeds: tuple[tuple[str, Right], ...] = ()
+    feeds: tuple[tuple[str, Rights], ...] = ()
     kind: str = "anonymous"  # "jwt", "api_key" or "anonymous"
     expires_at: float | None = None
     public_feeds: tuple[str, ...] = field(default=(), compare=False)
@@ -83,7 +91,7 @@ class Principal:
         """True for JWT and API-key callers."""
         return self.sub is not None
 
-    def rights(self, feed: str) -> Right:
+    def rights(self, feed: str) -> Rights:
         """Every right this principal holds on ``feed``."""
         if self.admin:
             return ALL_RIGHTS

@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from .acl import ANONYMOUS, Principal, Right, parse_feed_rights, parse_rights
+from .acl import ANONYMOUS, Principal, Rights, parse_feed_rights, parse_rights
 from .errors import Unauthorized
 
 _HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
@@ -56,7 +56,7 @@ class Authenticator:
         self._issuer = issuer or None
         self._public_feeds = tuple(public_feeds)
         restricted = {d.lower(): parse_feed_rights(f) for d, f in (api_key_feeds or {}).items()}
-        self._api_keys: dict[str, tuple[tuple[str, Right], ...] | None] = {
+        self._api_keys: dict[str, tuple[tuple[str, Rights], ...] | None] = {
             d.lower(): restricted.get(d.lower()) for d in api_keys
         }
         self.anonymous = Principal(public_feeds=self._public_feeds)

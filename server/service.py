@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .acl import Principal, Right, Viewer, actor_id, notification_feed
+from .acl import Principal, Right, Rights, Viewer, actor_id, notification_feed
 from .errors import (
     Conflict,
     FeedError,
@@ -131,14 +131,14 @@ class FeedService:
     # -- rights --------------------------------------------------------------------------------
 
     @staticmethod
-    def require(principal: Principal, feed: str, right: Right) -> Right:
+    def require(principal: Principal, feed: str, right: Rights) -> Rights:
         """The principal's rights on ``feed`` if they include ``right``; else 401/403."""
         check_feed_name(feed)
         rights = principal.rights(feed)
         if not rights & right:
             if not principal.authenticated:
                 raise Unauthorized(f"authentication required for feed {feed}")
-            raise Forbidden(f"no {right.name.lower() if right.name else 'such'} right on feed {feed}")
+            raise Forbidden(f"no {Right.name(right)} right on feed {feed}")
         return rights
 
     # -- writes --------------------------------------------------------------------------------
@@ -371,7 +371,7 @@ class FeedService:
         self,
         principal: Principal,
         feed: str,
-        rights: Right,
+        rights: Rights,
         ref: tuple[str, str, str],
         client_version: int | None,
         change: Input | PatchIn,
@@ -425,7 +425,7 @@ class FeedService:
         raise Conflict(f"activity {label} keeps changing; retry")
 
     def _check_may_change(
-        self, principal: Principal, feed: str, rights: Right, raw: bytes | None, label: str
+        self, principal: Principal, feed: str, rights: Rights, raw: bytes | None, label: str
     ) -> dict[str, Any]:
         """The stored activity if the caller may change it: 404 if missing or hidden, 403 if not theirs."""
         old = orjson.loads(raw) if raw is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 FEED = "booking:f4d1c8e5"
@@ -292,3 +293,27 @@ async def test_openapi_describes_every_http_route(server, api):
             if method not in ("HEAD", "OPTIONS") and (route.path, method.lower()) not in described:
                 missing.append(f"{method} {route.path}")
     assert not missing
+
+
+async def test_writes_sharing_a_script_call_keep_their_own_outcomes(server, api):
+    """Writes issued in one tick share a script call; one refused write does not sink the others."""
+    from server.acl import Principal, parse_feed_rights
+    from server.errors import Forbidden
+
+    owned = (await post(api, {"verb": "v", "object": "o", "foreign_id": "f", "time": "2026-01-01T00:00:00Z"})).json()
+    bob = Principal(sub="bob", feeds=parse_feed_rights(RIGHTS), kind="jwt")
+    service = server.app.service
+    results = await asyncio.gather(
+        service.post(bob, FEED, [{"verb": "v", "object": "b1"}], batch=False),
+        service.post(
+            bob, FEED, [{"verb": "v", "object": "x", "foreign_id": "f", "time": "2026-01-01T00:00:00Z"}], batch=False
+        ),
+        service.post(bob, FEED, [{"verb": "v", "object": "b2"}, {"verb": "v", "object": "b3"}], batch=True),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Forbidden)
+    first, third = [orjson.loads(b) for b in results[0]], [orjson.loads(b) for b in results[2]]
+    assert [a["object"] for a in first + third] == ["b1", "b2", "b3"]
+    assert [a["seq"] for a in first + third] == sorted(a["seq"] for a in first + third)
+    stored = (await api.get(f"/v1/feeds/{FEED}/activities/{owned['activities'][0]['id']}")).json()
+    assert stored["object"] == "o" and stored["version"] == 1
