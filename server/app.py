@@ -155,9 +155,10 @@ class FeedApp:
 
         self.metrics = Metrics()
         self.keys = Keys(s.redis.key_prefix)
+        # No socket_timeout: redis-py would arm a timer for every read. The store bounds each
+        # pipeline itself (command_timeout), and cancelling a read makes redis-py drop the connection.
         self.redis = Redis.from_url(
             url,
-            socket_timeout=s.redis.command_timeout,
             socket_connect_timeout=s.redis.command_timeout,
             health_check_interval=0,
             protocol=2,

@@ -604,7 +604,15 @@ async def test_workers_and_hosts_behave_as_one_server(own_redis, launch):
     workers = [p for p in workers if _sockets(p) > 0]
     before = {p: _sockets(p) for p in workers}
     async with subscribers([multi.ws_url, multi.ws_url, other.ws_url], token, "room:cluster", 30) as subs:
+        # Which worker accepts a connection is the kernel's choice: add subscribers (bounded)
+        # until both workers hold some, so the test really spans both.
+        extra = []
+        for _ in range(40):
+            if all(_sockets(p) > before[p] for p in workers):
+                break
+            extra.append(await Subscriber([multi.ws_url], token, "room:cluster").start())
         after = {p: _sockets(p) for p in workers}
+        subs = [*subs, *extra]
         acked: list[int] = []
 
         async def writer(base: str, n: int) -> None:
@@ -619,6 +627,7 @@ async def test_workers_and_hosts_behave_as_one_server(own_redis, launch):
         await wait_all(subs, last, 10)
         for sub in subs:
             assert sub.seqs == list(range(1, last + 1))
+        await asyncio.gather(*(s.close() for s in extra))
     spread = {p: after[p] - before[p] for p in workers}
     print(
         f"\n2 workers (+{spread} sockets per worker pid) + 1 other process: 30 subscribers each got seq "
