@@ -159,6 +159,7 @@ class FeedApp:
         # pipeline itself (command_timeout), and cancelling a read makes redis-py drop the connection.
         self.redis = Redis.from_url(
             url,
+            socket_timeout=None,  # redis-py's default is 5 s: a timer per read
             socket_connect_timeout=s.redis.command_timeout,
             health_check_interval=0,
             protocol=2,

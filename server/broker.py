@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,8 @@ class Broker:
         health_timeout: float = 3.0,
         on_state: Callable[[bool], None] | None = None,
     ) -> None:
+        # Reads block for as long as it takes (timeout=math.inf below): the health check PINGs and
+        # drops a silent connection, so no per-read timer (redis-py's default) is armed.
         self._pool = ConnectionPool.from_url(url, socket_connect_timeout=health_timeout, protocol=2)
         self._keys = keys
         self._on_event = on_event
@@ -196,7 +199,7 @@ class Broker:
         await conn.send_command("PING", _SYNC_MARK, check_health=False)
         async with asyncio.timeout(self._health_timeout + len(feeds) / 10_000):
             while True:
-                msg = await conn.read_response(timeout=None, disconnect_on_error=True)
+                msg = await conn.read_response(timeout=math.inf, disconnect_on_error=True)
                 if msg == _SYNC_MARK or (isinstance(msg, list) and msg[:2] == [b"pong", _SYNC_MARK]):
                     break
                 if isinstance(msg, list) and msg and msg[0] in (b"smessage", b"message"):
@@ -236,7 +239,7 @@ class Broker:
         ]
         try:
             while True:
-                msg = await conn.read_response(timeout=None, disconnect_on_error=True)
+                msg = await conn.read_response(timeout=math.inf, disconnect_on_error=True)
                 self._last_reply = time.monotonic()
                 if isinstance(msg, list) and msg:
                     self._dispatch(msg)
