@@ -12,6 +12,8 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{booking:f4d1}:fid    ZSET    "<foreign_id>\\x00<time>\\x00<id>", all scores 0 (lex index)
     af:{booking:f4d1}:log    LIST    newest first: the last `resume_window` change events
     af:{booking:f4d1}:ch     channel pub/sub channel carrying the same change events
+    af:{booking:f4d1}:vis    HASH    activity id -> "actor \x1f verb \x1f audience tokens…" (models.visibility):
+                                     what history reads filter on inside Redis, without decoding bodies
     af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
     af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
@@ -35,6 +37,7 @@ class FeedKeys(NamedTuple):
     fid: str
     log: str
     channel: str
+    vis: str
 
 
 class Keys:
@@ -52,7 +55,9 @@ class Keys:
         keys = self._cache.get(feed)
         if keys is None:
             base = f"{self.prefix}{{{feed}}}:"
-            keys = FeedKeys(base + "meta", base + "idx", base + "acts", base + "fid", base + "log", base + "ch")
+            keys = FeedKeys(
+                base + "meta", base + "idx", base + "acts", base + "fid", base + "log", base + "ch", base + "vis"
+            )
             if len(self._cache) < 100_000:
                 self._cache[feed] = keys
         return keys

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -60,6 +60,20 @@ AudienceType = Literal["public", "everyone", "members", "identity", "role"]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 IdText = Annotated[str, StringConstraints(pattern=_ID_TEXT.pattern)]
 FeedName = Annotated[str, StringConstraints(pattern=f"^{FEED_NAME.pattern}$")]
+
+
+_AUDIENCE_TOKEN = {"public": "p", "everyone": "e", "members": "m"}
+
+
+def visibility(actor: str, verb: str, audience: Iterable[Mapping[str, Any]]) -> str:
+    """An activity's visibility line, stored beside it for history reads filtered inside Redis
+    (``lua/read.lua``): ``actor \x1f verb`` then one token per audience entry — ``p``, ``e``,
+    ``m``, ``i:<identity>``, ``r:<role>``. Ids and verbs hold no control characters."""
+    parts = [actor, verb]
+    for entry in audience:
+        kind = entry["type"]
+        parts.append(_AUDIENCE_TOKEN.get(kind) or f"{kind[0]}:{entry['id']}")
+    return "\x1f".join(parts)
 
 
 def dumps(value: Any) -> bytes:
@@ -283,7 +297,7 @@ class ActivityIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: IdText | None = None
-    verb: ShortText
+    verb: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,255}$")]
     object: ShortText | ObjectRef
     actor: IdText | ActorRef | None = None
     target: ShortText | TargetRef | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .acl import Principal, Right, Rights, Viewer, actor_id, notification_feed
+from .acl import Principal, Right, Rights, actor_id, notification_feed
 from .errors import (
     Conflict,
     FeedError,
@@ -46,6 +46,7 @@ from .models import (
     parse_time,
     time_ms,
     ulid_ms,
+    visibility,
 )
 from .protocol import Ref
 from .store import FeedStore, ItemResult, ReplaceItem, WriteItem
@@ -229,6 +230,7 @@ class FeedService:
             may_override=is_admin,
             created_at=stamp,
             rest=rest,
+            vis=visibility(actor["id"], item.verb, audience),
         )
 
     @staticmethod
@@ -412,6 +414,7 @@ class FeedService:
                         time=write.time,
                         score=write.score,
                         rest=write.rest,
+                        vis=write.vis,
                     )
                 ],
             )
@@ -544,36 +547,26 @@ class FeedService:
         gt, gt_incl = (query.id_gte, True) if query.id_gte else (query.id_gt or "", False)
         ascending = bool(gt) and not lt  # only a lower bound: the nearest newer ones
         want = query.offset + query.limit
-        chunk = min(max(want + 1, 50), 500)
-        matched: list[tuple[str, bytes]] = []
-        scanned = 0
-        last_id: str | None = None
-        exhausted = False
-        while len(matched) <= want and scanned < MAX_SCAN and not exhausted:
-            bodies = await self.store.read_chunk(
-                feed,
-                lt=lt,
-                lt_inclusive=lt_incl,
-                lt_score=ulid_ms(lt) if lt else None,
-                gt=gt,
-                gt_inclusive=gt_incl,
-                gt_score=ulid_ms(gt) if gt else None,
-                ascending=ascending,
-                count=chunk,
-            )
-            exhausted = len(bodies) < chunk
-            for raw in reversed(bodies) if ascending else bodies:
-                doc = orjson.loads(raw)
-                scanned += 1
-                last_id = doc["id"]
-                if _matches(doc, viewer, query):
-                    matched.append((last_id, raw))
-                    if len(matched) > want:
-                        break
-            if ascending and last_id:
-                gt, gt_incl = last_id, False
-            elif last_id:
-                lt, lt_incl = last_id, False
+        found = await self.store.page(
+            feed,
+            lt=lt,
+            lt_inclusive=lt_incl,
+            lt_score=ulid_ms(lt) if lt else None,
+            gt=gt,
+            gt_inclusive=gt_incl,
+            gt_score=ulid_ms(gt) if gt else None,
+            ascending=ascending,
+            want=want + 1,  # one more than needed: tells whether a next page exists
+            budget=MAX_SCAN,
+            sees_all=viewer.admin,
+            sub=viewer.sub,
+            member=viewer.member,
+            roles=sorted(viewer.roles),
+            verb=query.verb,
+            actor=query.actor,
+        )
+        matched = list(zip(found.ids, found.bodies, strict=True))
+        exhausted, last_id = found.exhausted, found.last_examined
         page = matched[query.offset : want]
         next_query = None
         if len(matched) > want:  # at least one more match exists after this page
@@ -627,6 +620,7 @@ def _copy_item(source: str, target: str, doc: Mapping[str, Any], stamp: str) -> 
         may_override=True,
         created_at=stamp,
         rest=dumps(body),
+        vis=visibility(actor_id(doc) or "", doc["verb"], doc.get("audience") or ()),
     )
 
 
@@ -697,16 +691,6 @@ def _next_query(query: PageQuery, edge: str, ascending: bool) -> dict[str, Any]:
     if query.actor:
         out["actor"] = query.actor
     return out
-
-
-def _matches(doc: dict[str, Any], viewer: Viewer, query: PageQuery) -> bool:
-    if query.verb is not None and doc.get("verb") != query.verb:
-        return False
-    if query.actor is not None:
-        actor = doc.get("actor")
-        if (actor.get("id") if isinstance(actor, dict) else actor) != query.actor:
-            return False
-    return viewer.can_see(doc)
 
 
 __all__ = ["FeedError", "FeedService", "Page", "PageQuery"]

@@ -11,7 +11,9 @@ Redis failures and stalls become ``Unavailable`` (503) within ``timeout`` second
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import math
 import random
 import secrets
 import time
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from .errors import Conflict, FeedError, Forbidden, Invalid, Unavailable
 from .keys import Keys
@@ -72,45 +75,64 @@ class Batcher:
         """Queue a command on ``key``'s lane; the future gets its reply or error."""
         return self._lanes[hash(key) % len(self._lanes)].add(args)
 
-    async def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one round trip; per-command errors are returned, not raised."""
-        replies = await self._execute(commands)
+    async def execute(self, conn: AbstractConnection, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one round trip on ``conn``; per-command errors are returned, not raised."""
+        replies = await _round_trip(conn, commands)
         retry = [i for i, r in enumerate(replies) if isinstance(r, redis_errors.NoScriptError)]
         if retry:  # the server lost its script cache (restart, flush): load and run again
             for sha in {commands[i][1] for i in retry}:
                 await self._redis.script_load(self._scripts[sha])
-            again = await self._execute([commands[i] for i in retry])
+            again = await _round_trip(conn, [commands[i] for i in retry])
             for i, reply in zip(retry, again, strict=True):
                 replies[i] = reply
         return replies
 
-    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if len(commands) == 1:
-            try:
-                return [await self._redis.execute_command(*commands[0])]
-            except redis_errors.ResponseError as exc:
-                return [exc]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
-            return list(await pipe.execute(raise_on_error=False))
+    def connection(self) -> AbstractConnection:
+        """A new connection configured like the client's pool (each lane owns one)."""
+        return self._redis.connection_pool.make_connection()
 
     async def close(self) -> None:
-        """Wait for pipelines in flight."""
+        """Wait for pipelines in flight, then close the lanes' connections."""
         tasks = [lane.task for lane in self._lanes if lane.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for lane in self._lanes:
+            await lane.disconnect()
+
+
+async def _round_trip(conn: AbstractConnection, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Write every command at once, then read every reply (errors as values, in order).
+
+    This is what a redis-py pipeline does, on a connection the lane owns: no pipeline object, pool
+    checkout or retry wrapper per round trip.
+    """
+    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await conn.read_response(timeout=math.inf))
+        except redis_errors.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 class _Lane:
     """One ordered stream of pipelines (see ``Batcher``)."""
 
-    __slots__ = ("_batcher", "_pending", "task")
+    __slots__ = ("_batcher", "_pending", "_conn", "task")
 
     def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._conn: AbstractConnection | None = None
         self.task: asyncio.Task[None] | None = None
+
+    async def disconnect(self) -> None:
+        """Drop the connection (the next batch opens a new one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
 
     def add(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
@@ -130,8 +152,12 @@ class _Lane:
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
             async with asyncio.timeout(self._batcher.timeout):
-                replies = await self._batcher.execute([args for args, _ in batch])
+                if self._conn is None:
+                    self._conn = self._batcher.connection()
+                    await self._conn.connect()
+                replies = await self._batcher.execute(self._conn, [args for args, _ in batch])
         except BaseException as exc:  # Redis stalled or the connection failed: this batch and the ones
+            await self.disconnect()  # replies may still be on their way: never reuse the connection
             batch += self._pending  # queued behind it fail now rather than wait another timeout
             self._pending = []
             failure = exc if isinstance(exc, Exception) else redis_errors.ConnectionError("shutting down")
@@ -178,6 +204,7 @@ class WriteItem:
     may_override: bool
     created_at: str
     rest: bytes
+    vis: str
 
     def args(self) -> tuple[bytes, bytes]:
         """This item's two ``ARGV`` entries: its metadata as one JSON array (few arguments are
@@ -192,6 +219,7 @@ class WriteItem:
                 self.actor,
                 self.may_override,
                 self.created_at,
+                self.vis,
             ]
         )
         return meta, self.rest
@@ -211,9 +239,10 @@ class ReplaceItem:
     time: str
     score: int
     rest: bytes
+    vis: str
 
     def args(self) -> tuple[Any, ...]:
-        """This item's 10 ``ARGV`` entries."""
+        """This item's 11 ``ARGV`` entries."""
         return (
             self.id,
             self.lookup_fid,
@@ -225,6 +254,7 @@ class ReplaceItem:
             self.time,
             self.score,
             self.rest,
+            self.vis,
         )
 
 
@@ -239,6 +269,17 @@ class ItemResult:
     status: str
     body: bytes | None = None
     version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """What a page read found: matching ids and bodies in walking order, the last activity it
+    examined, and whether it reached the end of the window."""
+
+    ids: list[str]
+    bodies: list[bytes]
+    last_examined: str | None
+    exhausted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +460,7 @@ class FeedStore:
             return CursorResult(epoch, seq, True, list(result[3]))
         return CursorResult(epoch, seq, False, [])
 
-    async def read_chunk(
+    async def page(
         self,
         feed: str,
         *,
@@ -430,10 +471,17 @@ class FeedStore:
         gt_inclusive: bool = False,
         gt_score: int | None = None,
         ascending: bool = False,
-        count: int,
-    ) -> list[bytes]:
-        """Up to ``count`` stored bodies between the bounds, newest first (see ``lua/read.lua``)."""
-        k = self.keys.feed(feed)
+        want: int,
+        budget: int,
+        sees_all: bool,
+        sub: str | None,
+        member: bool,
+        roles: Sequence[str] = (),
+        verb: str | None = None,
+        actor: str | None = None,
+    ) -> PageResult:
+        """Up to ``want`` activities between the bounds that the reader may see and that match the
+        filters, examining at most ``budget``; filtered inside Redis (see ``lua/read.lua``)."""
         args = [
             lt,
             "1" if lt_inclusive else "",
@@ -442,12 +490,21 @@ class FeedStore:
             "1" if gt_inclusive else "",
             "" if gt_score is None else gt_score,
             "asc" if ascending else "desc",
-            count,
+            want,
+            budget,
+            "1" if sees_all else "",
+            sub or "",
+            "1" if member else "",
+            verb or "",
+            actor or "",
+            *roles,
         ]
-        result = await self._run(self._read, k, args)
+        result = await self._run(self._read, self.keys.feed(feed), args)
         if result[0] == b"bad":
             raise Invalid(result[1].decode(), errors=[{"loc": "query", "msg": result[1].decode(), "type": "cursor"}])
-        return list(result[1:])
+        n = int(result[3])
+        ids = [i.decode() for i in result[4 : 4 + n]]
+        return PageResult(ids, list(result[4 + n : 4 + 2 * n]), result[1].decode() or None, result[2] == b"1")
 
     async def get(self, feed: str, activity_id: str) -> bytes | None:
         """The stored body of one activity, or None."""

@@ -115,3 +115,58 @@ async def test_anonymous_sees_only_public_feeds(server):
     r = await server.http().get("/v1/feeds/private:x/activities")
     assert r.status_code == 401
     assert (await server.http().get("/v1/feeds/public:x/activities")).status_code == 200
+
+
+async def test_history_filter_in_redis_matches_can_see(server, redis_url):
+    """The read script's filter agrees with Viewer.can_see on combined audiences, verb/actor
+    filters, and activities stored without a visibility line (read from their bodies)."""
+    import itertools
+
+    import redis.asyncio as aioredis
+
+    from server.acl import Principal, parse_feed_rights
+
+    feed = "public:mix"
+    entries = ["public", "everyone", "members", "identity:u-7", "role:ops", "role:acc"]
+    audiences = [[]] + [list(c) for n in (1, 2) for c in itertools.combinations(entries[1:], n)]
+    writers = {
+        "author": server.http(server.token("author", {"public:*": ["write"]})),
+        "other": server.http(server.token("other", {"public:*": ["write"]})),
+    }
+    docs = []
+    for i, audience in enumerate(audiences):
+        who = "author" if i % 2 else "other"
+        r = await writers[who].post(
+            f"/v1/feeds/{feed}/activities",
+            json={"verb": "v" if i % 3 else "w", "object": f"o:{i}", "audience": audience},
+        )
+        docs.append(r.json()["activities"][0])
+    client = aioredis.Redis.from_url(redis_url)  # half of them lose their visibility line
+    await client.hdel(server.app.keys.feed(feed).vis, *[d["id"] for d in docs[::2]])
+    await client.aclose()
+    viewers = {
+        "anon": (None, None, []),
+        "stranger": ("s", {"public:*": ["read"]}, []),
+        "member": ("m", {"public:*": ["member"]}, []),
+        "target": ("u-7", {"public:*": ["read"]}, []),
+        "ops": ("o", {"public:*": ["read"]}, ["ops", "x"]),
+        "author": ("author", {"public:*": ["read"]}, []),
+        "admin": ("boss", {"public:*": ["admin"]}, []),
+    }
+    for name, (sub, feeds, roles) in viewers.items():
+        principal = Principal(
+            sub=sub, feeds=parse_feed_rights(feeds or {}), roles=frozenset(roles), public_feeds=("public:*",)
+        )
+        http = server.http(server.token(sub, feeds, roles=roles) if sub else None)
+        for query in ("", "&verb=w", "&actor=author", "&verb=v&actor=other"):
+            got = [a["id"] for a in (await http.get(f"/v1/feeds/{feed}/activities?limit=100{query}")).json()["results"]]
+            expected = [
+                d["id"]
+                for d in reversed(docs)
+                if principal.viewer(feed).can_see(d)
+                and ("verb=w" not in query or d["verb"] == "w")
+                and ("verb=v" not in query or d["verb"] == "v")
+                and ("actor=author" not in query or d["actor"]["id"] == "author")
+                and ("actor=other" not in query or d["actor"]["id"] == "other")
+            ]
+            assert got == expected, (name, query)

@@ -1,10 +1,10 @@
 -- Shared prelude, prepended to every script by store.py (Redis scripts cannot import each other).
 --
--- KEYS, in the order of keys.FeedKeys: meta, idx, acts, fid, log, channel.
+-- KEYS, in the order of keys.FeedKeys: meta, idx, acts, fid, log, channel, vis.
 -- Every write script follows the same discipline: resolve and check everything first, then
 -- change state; each change takes the next seq, stores the body, updates both indexes, appends
 -- the change event to the log (trimmed to the resume window) and publishes the very same bytes.
-local K_META, K_IDX, K_ACTS, K_FID, K_LOG, K_CH = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_META, K_IDX, K_ACTS, K_FID, K_LOG, K_CH, K_VIS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
 -- The feed's epoch; created (from the caller's random candidate) with the feed's counter.
 local function feed_epoch(candidate)
@@ -61,6 +61,7 @@ local function drop(id, body)
     redis.call('ZREM', K_FID, fid_member(s.foreign_id, s.time, id))
   end
   redis.call('HDEL', K_ACTS, id)
+  redis.call('HDEL', K_VIS, id)
   redis.call('ZREM', K_IDX, id)
   return s
 end
@@ -114,6 +115,7 @@ local function drop_many(ids)
     end
   end
   send_all('HDEL', K_ACTS, ids)
+  send_all('HDEL', K_VIS, ids)
   send_all('ZREM', K_IDX, ids)
   send_all('ZREM', K_FID, fids)
 end

@@ -5,7 +5,7 @@
 -- Returns {unseen, unread, seen flags..., read flags...} with one flag pair per id given; "seen"
 -- and "read" (read implies seen) also publish the new counts on the feed's channel, so the
 -- owner's other connections update their badges.
-local K_SEEN, K_READ = KEYS[7], KEYS[8]
+local K_SEEN, K_READ = KEYS[8], KEYS[9]
 local mode, all = ARGV[1], ARGV[2] == '1'
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end

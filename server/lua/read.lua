@@ -1,10 +1,17 @@
--- One chunk of a history page, newest first.
+-- One history page: the activities between the bounds that the reader may see (and that match
+-- the verb/actor filters), decided here from each activity's visibility line — bodies are only
+-- fetched for the activities returned.
 --
--- ARGV: lt, lt_inclusive, lt_score, gt, gt_inclusive, gt_score, direction ("desc"|"asc"), count.
+-- ARGV: lt, lt_inclusive, lt_score, gt, gt_inclusive, gt_score, direction ("desc"|"asc"),
+--   want (matches to collect), budget (activities to examine at most),
+--   sees_all ("1": feed admin or notification-feed owner), sub ("" for anonymous), member ("1"),
+--   verb filter (""), actor filter (""), then the reader's roles.
 -- Bounds are activity ids ("" for none). A bound that is no longer in the feed is placed by its
--- score (the time inside a ULID, "" if the id is not a ULID). Ranks count newest first; "desc"
--- returns the newest `count` activities inside the bounds, "asc" the oldest `count` (still
--- newest first). Returns {"ok", body...} or {"bad", message}.
+-- score (the time inside a ULID, "" if the id is not a ULID). "desc" walks from the newest end
+-- of the window, "asc" from the oldest (the nearest ones above an id_gt bound).
+-- Returns {"ok", last_examined_id, exhausted ("1"|""), n, id_1..id_n, body_1..body_n} in walking
+-- order, or {"bad", message}.
+local CHUNK = 200
 
 -- How many activities sort above `id` (its rank, whether or not it is still in the feed).
 local function above(id, score)
@@ -31,19 +38,86 @@ if ARGV[4] ~= '' then
   if present and ARGV[5] == '1' then r = r + 1 end
   if r < hi then hi = r end
 end
-local count = tonumber(ARGV[8])
-if lo >= hi then return {'ok'} end
-local start, stop
-if ARGV[7] == 'asc' then
-  start, stop = math.max(lo, hi - count), hi - 1
-else
-  start, stop = lo, math.min(lo + count, hi) - 1
+
+local ascending, want, budget = ARGV[7] == 'asc', tonumber(ARGV[8]), tonumber(ARGV[9])
+local sees_all, sub, member = ARGV[10] == '1', ARGV[11], ARGV[12] == '1'
+local verb_filter, actor_filter = ARGV[13], ARGV[14]
+local roles = {}
+for i = 15, #ARGV do roles[ARGV[i]] = true end
+
+-- The visibility line of an activity written before lines existed: built from its body.
+local function line_of_body(id)
+  local ok, doc = pcall(cjson.decode, redis.call('HGET', K_ACTS, id) or '{}')
+  if not ok or type(doc) ~= 'table' then return nil end
+  local actor = doc.actor
+  if type(actor) == 'table' then actor = actor.id end
+  local parts = {tostring(actor or ''), tostring(doc.verb or '')}
+  for _, e in ipairs(type(doc.audience) == 'table' and doc.audience or {}) do
+    local t = e.type
+    if t == 'public' then parts[#parts + 1] = 'p'
+    elseif t == 'everyone' then parts[#parts + 1] = 'e'
+    elseif t == 'members' then parts[#parts + 1] = 'm'
+    elseif t == 'identity' then parts[#parts + 1] = 'i:' .. tostring(e.id)
+    elseif t == 'role' then parts[#parts + 1] = 'r:' .. tostring(e.id) end
+  end
+  return table.concat(parts, '\31')
 end
-local ids = redis.call('ZREVRANGE', K_IDX, start, stop)
-local out = {'ok'}
-if #ids > 0 then
-  for _, body in ipairs(redis.call('HMGET', K_ACTS, unpack(ids))) do
-    if body then out[#out + 1] = body end
+
+-- The same rule as acl.Viewer.can_see, plus the filters.
+local function wanted(line)
+  if not line then return false end
+  local actor, rest = string.match(line, '^([^\31]*)\31(.*)$')
+  if not actor then return false end
+  local verb, tokens = string.match(rest, '^([^\31]*)(.*)$')
+  if verb_filter ~= '' and verb ~= verb_filter then return false end
+  if actor_filter ~= '' and actor ~= actor_filter then return false end
+  if sees_all or (sub ~= '' and actor == sub) then return true end
+  for token in string.gmatch(tokens, '\31([^\31]+)') do
+    if token == 'p' then return true end
+    if sub ~= '' then
+      if token == 'e' or (token == 'm' and member) then return true end
+      local kind, id = string.sub(token, 1, 1), string.sub(token, 3)
+      if (kind == 'i' and id == sub) or (kind == 'r' and roles[id]) then return true end
+    end
+  end
+  return false
+end
+
+local ids, last, examined, exhausted = {}, '', 0, false
+while #ids < want and examined < budget do
+  local n = math.min(CHUNK, budget - examined)
+  local chunk
+  if ascending then
+    if hi <= lo then exhausted = true break end
+    local start = math.max(lo, hi - n)
+    chunk = redis.call('ZREVRANGE', K_IDX, start, hi - 1)
+    hi = start
+    local flipped = {}
+    for i = #chunk, 1, -1 do flipped[#flipped + 1] = chunk[i] end
+    chunk = flipped
+  else
+    if lo >= hi then exhausted = true break end
+    chunk = redis.call('ZREVRANGE', K_IDX, lo, math.min(lo + n, hi) - 1)
+    lo = lo + #chunk
+  end
+  if #chunk == 0 then exhausted = true break end
+  local lines = redis.call('HMGET', K_VIS, unpack(chunk))
+  for j, id in ipairs(chunk) do
+    examined = examined + 1
+    last = id
+    if wanted(lines[j] or line_of_body(id)) then
+      ids[#ids + 1] = id
+      if #ids >= want then break end
+    end
+  end
+  if #ids < want and ((ascending and hi <= lo) or (not ascending and lo >= hi)) then exhausted = true end
+end
+
+local out = {'ok', last, exhausted and '1' or '', #ids}
+for _, id in ipairs(ids) do out[#out + 1] = id end
+for i = 1, #ids, 512 do
+  for _, body in ipairs(redis.call('HMGET', K_ACTS, unpack(ids, i, math.min(i + 511, #ids)))) do
+    out[#out + 1] = body or ''
   end
 end
 return out

@@ -1,13 +1,14 @@
 -- Replace activities of one feed (PUT, PATCH, batch updates). Items succeed or fail on their own.
 --
--- ARGV: epoch_candidate, feed, window, n, then n groups of 10:
+-- ARGV: epoch_candidate, feed, window, n, then n groups of 11:
 --   id (the target; "" to find it by lookup_fid/lookup_time), lookup_fid, lookup_time,
 --   expected_version ("" for none), actor, may_override ("1" for feed admins),
---   new_fid ("" for none), new_time, new_score, rest (encoded body without id/seq/created_at/version).
+--   new_fid ("" for none), new_time, new_score, rest (encoded body without id/seq/created_at/version),
+--   visibility line (see models.visibility).
 -- Per item: {"ok", body} | {"not_found"} | {"stale", current_version} | {"forbidden"} | {"conflict", other_id}.
 -- Each success is a change: next seq, new body (same id and created_at, version + 1), indexes moved
 -- to the new time/foreign_id, an "updated" event carrying the previous actor and audience.
-local feed, window, n, STRIDE, BASE = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), 10, 4
+local feed, window, n, STRIDE, BASE = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), 11, 4
 local epoch = feed_epoch(ARGV[1])
 local out = {}
 for i = 1, n do
@@ -32,6 +33,7 @@ for i = 1, n do
       drop(id, old)
       local body = assemble(id, seq, rest, s.created_at or '', s.version + 1)
       redis.call('HSET', K_ACTS, id, body)
+      redis.call('HSET', K_VIS, id, ARGV[b + 11])
       redis.call('ZADD', K_IDX, nscore, id)
       if nfid ~= '' then redis.call('ZADD', K_FID, 0, fid_member(nfid, ntime, id)) end
       emit(seq, epoch, feed, 'updated', body, visibility_json(s))

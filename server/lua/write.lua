@@ -2,7 +2,8 @@
 --
 -- ARGV: epoch_candidate, feed, max_len, window, cutoff_ms, n, then n pairs:
 --   meta: a JSON array [id, client_id (true when the client chose the id), foreign_id ("" if
---         none), time, score (ms), actor, may_override (true for feed admins), created_at],
+--         none), time, score (ms), actor, may_override (true for feed admins), created_at,
+--         visibility line (see models.visibility)],
 --   rest: the encoded body without id/seq/created_at/version.
 -- An item matches an existing activity by its client-chosen id, or by (foreign_id, time); a match
 -- is updated in place (same id, version + 1). The batch is all-or-nothing: every item is resolved
@@ -44,12 +45,13 @@ end
 -- Writes are gathered and sent as one HSET / ZADD per batch (a redis.call costs far more than
 -- the command it runs). An update reads the stored state, so the writes gathered so far are
 -- sent first: an activity created earlier in the same batch is then really there.
-local bodies, scores, fids = {}, {}, {}
+local bodies, scores, fids, lines = {}, {}, {}, {}
 local function write_gathered()
   send_all('HSET', K_ACTS, bodies)
+  send_all('HSET', K_VIS, lines)
   send_all('ZADD', K_IDX, scores)
   send_all('ZADD', K_FID, fids)
-  bodies, scores, fids = {}, {}, {}
+  bodies, scores, fids, lines = {}, {}, {}, {}
 end
 
 local epoch = feed_epoch(ARGV[1])
@@ -71,6 +73,7 @@ for i = 1, n do
     body = assemble(id, seq, rest, created_at, 1)
   end
   bodies[#bodies + 1], bodies[#bodies + 2] = id, body
+  lines[#lines + 1], lines[#lines + 2] = id, m[9]
   scores[#scores + 1], scores[#scores + 2] = score, id
   if fid ~= '' then fids[#fids + 1], fids[#fids + 2] = 0, fid_member(fid, t, id) end
   emit(seq, epoch, feed, event, body, prev)
