@@ -61,8 +61,9 @@ class Publish(_Command):
 
     type: Literal["publish"]
     feed: FeedField
-    activity: dict[str, Any] | None = None
-    activities: list[Any] | None = None
+    # Checked as JSON values only: the service validates each activity (no second deep copy here).
+    activity: Any = None
+    activities: Any = None
 
     def items(self) -> list[Any]:
         """The activities to write (a single ``activity`` is a batch of one)."""
@@ -71,7 +72,14 @@ class Publish(_Command):
                 "publish needs exactly one of 'activity' or 'activities'",
                 errors=[{"loc": "activity", "msg": "give 'activity' or 'activities'", "type": "missing"}],
             )
-        return [self.activity] if self.activity is not None else list(self.activities or [])
+        if self.activity is not None:
+            return [self.activity]
+        if not isinstance(self.activities, list):
+            raise Invalid(
+                "activities must be a list",
+                errors=[{"loc": "activities", "msg": "must be a list", "type": "list_type"}],
+            )
+        return list(self.activities)
 
 
 class Update(_Command):

@@ -102,6 +102,15 @@ class Connection:
         queue.append(frame)
         self._wake.set()
 
+    def send_all(self, frames: list[bytes]) -> None:
+        """``send`` each frame, in one socket write when the socket takes them at once."""
+        if self.closing or not frames:
+            return
+        if not self._queue and self._direct is not None and self._direct.write_many(frames):
+            return
+        for frame in frames:
+            self.send(frame)
+
     def close(self, code: int, reason: str = "") -> None:
         """Close after the frames already queued (4008 drops them); abort if the peer won't read."""
         if self.closing:
@@ -184,6 +193,19 @@ class DirectWriter:
             proto.transport.write(last[1])
         else:
             proto.conn.send_text(payload)
+            proto.transport.write(b"".join(proto.conn.data_to_send()))
+        return True
+
+    def write_many(self, payloads: list[bytes]) -> bool:
+        """Write several text frames in one socket write; False if the socket is backed up."""
+        proto = self._proto
+        if proto.close_sent or not proto.writable.is_set() or proto.transport.is_closing():
+            return False
+        if self._plain and proto.conn.state is OPEN and not proto.conn.expect_continuation_frame:
+            proto.transport.write(b"".join(map(text_frame, payloads)))
+        else:
+            for payload in payloads:
+                proto.conn.send_text(payload)
             proto.transport.write(b"".join(proto.conn.data_to_send()))
         return True
 
@@ -305,6 +327,7 @@ class Session:
         self.principal: Principal = endpoint.auth.anonymous
         self._expiry: asyncio.TimerHandle | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._acks: list[bytes] = []
         self._limit_key = f"ws:{id(self)}"
         self._slots = asyncio.Semaphore(MAX_PIPELINED_PUBLISHES)
 
@@ -377,6 +400,16 @@ class Session:
             await self._run(command)
         return not self.conn.closing
 
+    def _ack(self, frame: bytes) -> None:
+        """Send an ack of a pipelined publish: the acks completed in one tick leave in one write."""
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+        self._acks.append(frame)
+
+    def _flush_acks(self) -> None:
+        frames, self._acks = self._acks, []
+        self.conn.send_all(frames)
+
     def _publish_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._slots.release()
@@ -416,7 +449,7 @@ class Session:
         elif isinstance(command, protocol.Publish):
             items = command.items()
             bodies = await self.service.post(self.principal, command.feed, items, batch=command.activities is not None)
-            conn.send(protocol.ack(bodies, ref))
+            self._ack(protocol.ack(bodies, ref))
         elif isinstance(command, protocol.Update):
             body = await self.service.replace(
                 self.principal, command.feed, command.id, command.activity, if_match=command.version
