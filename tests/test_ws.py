@@ -281,3 +281,20 @@ async def test_pipelined_publishes_are_acked_and_stored_in_order(server):
     assert replies[-1] == {"type": "pong", "ref": "after"}
     listed = (await server.http(token).get("/v1/feeds/room:pipe/activities?limit=3")).json()["results"]
     assert [a["object"] for a in listed] == ["o:299", "o:298", "o:297"]
+
+
+async def test_permessage_deflate_when_enabled(server_factory):
+    """With per_message_deflate on, clients negotiate compression and everything still flows."""
+    srv = await server_factory(server={"per_message_deflate": True})
+    token = srv.token("a", RIGHTS)
+    watcher = await srv.ws(token)
+    assert [type(e).__name__ for e in watcher.protocol.extensions] == ["PerMessageDeflate"]
+    await subscribe(watcher, "room:z")
+    writer = await srv.ws(token)
+    big = {**ACTIVITY, "text": "compressible " * 500}
+    await send(writer, {"type": "publish", "ref": 1, "feed": "room:z", "activities": [ACTIVITY, big]})
+    assert (await recv(writer))["type"] == "ack"
+    events = [await recv(watcher), await recv(watcher)]
+    assert [e["seq"] for e in events] == [1, 2] and events[1]["activity"]["text"] == big["text"]
+    plain = await server_factory()  # off by default: nothing negotiated
+    assert not (await plain.ws(token)).protocol.extensions

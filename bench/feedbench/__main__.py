@@ -41,9 +41,11 @@ class Starter:
     def raw(self) -> T.Target:
         return self._keep(T.RawTarget(self.ctx.logdir))
 
-    def ours(self, workers: int = 1, tag: str = "") -> T.OursTarget:
+    def ours(self, workers: int = 1, tag: str = "", overrides: dict[str, dict[str, Any]] | None = None) -> T.OursTarget:
         ctx = self.ctx
-        t = T.OursTarget(ctx.logdir, ctx.redis.url(0), ctx.secret, workers=workers, tag=f"{self.group}{tag}")
+        t = T.OursTarget(
+            ctx.logdir, ctx.redis.url(0), ctx.secret, workers=workers, overrides=overrides, tag=f"{self.group}{tag}"
+        )
         self._keep(t)
         return t
 
@@ -68,6 +70,15 @@ GROUPS: list[tuple[str, float, bool, Runner]] = [
     # pure cost of delivering (Redis pub/sub in, WebSocket out).
     ("ours_personal", 25, True, lambda c, st: S.group_personal(c, st.ours(tag="-deliver"), st.ours(tag="-ingest"))),
     ("ours_audience", 12, True, lambda c, st: S.group_audience(c, st.ours())),
+    # Idle memory with permessage-deflate negotiated (the compressor state is per connection).
+    (
+        "ours_memory_deflate",
+        20,
+        True,
+        lambda c, st: S.group_memory_deflate(
+            c, st.ours(tag="-plain"), st.ours(tag="-deflate", overrides={"server": {"per_message_deflate": True}})
+        ),
+    ),
     ("ours_10k_w2", 18, True, lambda c, st: S.group_fanout_10k(c, st.ours(workers=2))),
     ("peer_python_socketio", 15, False, lambda c, st: S.group_peer(c, st.peer(T.PySocketIOTarget))),
     ("peer_django_channels", 15, False, lambda c, st: S.group_peer(c, st.peer(T.ChannelsTarget))),

@@ -176,6 +176,12 @@ def build(groups: dict[str, Any], ours_ok: bool) -> dict[str, Any]:
         "ours_10k_vs_100": ratio(g_o.get("10000"), g_o.get("100")),
         "baseline_10k_vs_100": ratio(g_b.get("10000"), g_b.get("100")),
     }
+    mem = groups.get("ours_memory_deflate") or {}
+    sc["memory_idle_deflate"] = {
+        "kib_per_connection": mem.get("kib_per_connection"),
+        "kib_per_connection_deflate_off": mem.get("kib_per_connection_off"),
+        "connections": mem.get("connections"),
+    }
     aud = groups.get("ours_audience") or {}
     sc["audience_filter"] = {
         "us_per_event_10_of_1000": _get(aud, "10_of_1000", "us_per_event"),
@@ -256,6 +262,11 @@ GOALS: list[tuple[str, str, Check]] = [
     ("history_page", "≥0.4× hello", lambda s: _ge(s["history_page"]["ratio"], 0.4)),
     ("personal_feeds", "≤50 µs CPU per message", lambda s: _le(s["personal_feeds"]["us_per_message"], 50)),
     ("memory_idle", "≤30 KiB per idle connection", lambda s: _le(s["memory_idle"]["kib_per_connection"], 30)),
+    (
+        "memory_idle_deflate",
+        "≤64 KiB per idle connection with permessage-deflate",
+        lambda s: _le(s["memory_idle_deflate"]["kib_per_connection"], 64),
+    ),
     ("audience_filter", "CPU/event ≤2× with 990 non-matching", lambda s: _le(s["audience_filter"]["ratio"], 2.0)),
 ] + [
     (f"peers.{n}", "ours ≥2× peer sustainable deliveries/s", lambda s, n=n: _ge(s["peers"][n]["ratio"], 2.0))
@@ -405,6 +416,17 @@ def table(sc: dict[str, Any], checks: dict[str, bool | None], ours_ok: bool) -> 
             _n(m["ratio"], "×", 2),
             "≤30 KiB",
             verdict("memory_idle"),
+        )
+    )
+    md = sc["memory_idle_deflate"]
+    rows.append(
+        (
+            "idle connection, deflate on (KiB RSS)",
+            o(md["kib_per_connection"], "", 1),
+            _n(md["kib_per_connection_deflate_off"], " off", 1),
+            "",
+            "≤64 KiB",
+            verdict("memory_idle_deflate"),
         )
     )
     g = sc["growth"]

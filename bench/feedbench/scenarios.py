@@ -693,6 +693,52 @@ def group_fanout_10k(ctx: Ctx, target: T.Target) -> dict[str, Any]:
         lg.close()
 
 
+def group_memory_deflate(ctx: Ctx, plain: T.OursTarget, deflate: T.OursTarget) -> dict[str, Any]:
+    """RSS per idle authenticated subscribed connection, permessage-deflate off and on.
+
+    Uses the ``websockets`` client (it offers permessage-deflate; the raw load generator does not
+    speak it), with few enough connections for that client: ``n`` per server.
+    """
+    import asyncio
+
+    import websockets
+
+    n = 1000 if ctx.settings.quick else 2000
+
+    async def measure(target: T.OursTarget) -> float:
+        token = make_token(target.secret, "bench-mem", {"bench:*": ["read", "member"]})
+        url = f"ws://127.0.0.1:{target.port}/v1/ws"
+
+        async def one(i: int) -> Any:
+            ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"})
+            await ws.send(json.dumps({"type": "subscribe", "feed": f"bench:mem{i}"}))
+            await ws.recv()
+            return ws
+
+        warm = [await one(i) for i in range(50)]  # one-time allocations are not per connection
+        await asyncio.sleep(0.5)
+        before = rss_kib(target.cpu_pids())
+        conns = []
+        for start in range(0, n, 100):
+            conns += await asyncio.gather(*(one(i) for i in range(start, min(start + 100, n))))
+        await asyncio.sleep(1.0)
+        after = rss_kib(target.cpu_pids())
+        deflated = sum(1 for c in conns if c.protocol.extensions)
+        for ws in warm + conns:
+            await ws.close()
+        if target is deflate and deflated != n:
+            raise BenchError(f"permessage-deflate negotiated on {deflated} of {n} connections")
+        return round((after - before) / n, 2)
+
+    out = {"kib_per_connection_off": asyncio.run(measure(plain)), "connections": n}
+    out["kib_per_connection"] = asyncio.run(measure(deflate))
+    ctx.say(
+        f"    idle memory per connection: {out['kib_per_connection_off']} KiB deflate off, "
+        f"{out['kib_per_connection']} KiB deflate on ({n} connections each)"
+    )
+    return out
+
+
 def group_audience(ctx: Ctx, target: T.OursTarget) -> dict[str, Any]:
     """Audience filtering: 1000 subscribers of which 10 hold the role the event is addressed to,
     versus the same 10 alone. CPU per *event* should not grow with the 990 who may not see it."""
