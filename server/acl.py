@@ -130,9 +130,6 @@ class Principal:
         return actor
 
 
-ANONYMOUS = Principal()
-
-
 @dataclass(frozen=True, slots=True)
 class Viewer:
     """A principal's standing on one feed: enough to decide visibility without I/O.

@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from .acl import ANONYMOUS, Principal, Rights, parse_feed_rights, parse_rights
+from .acl import Principal, Rights, parse_feed_rights, parse_rights
 from .errors import Unauthorized
 
 _HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
@@ -212,4 +212,4 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=algorithm)
 
 
-__all__ = ["ANONYMOUS", "Authenticator", "hash_api_key", "mint_token"]
+__all__ = ["Authenticator", "hash_api_key", "mint_token"]

@@ -372,10 +372,6 @@ class Hub:
         for feed in list(self._peer_feeds.get(peer, ())):
             self.unsubscribe(peer, feed)
 
-    def feeds_of(self, peer: Peer) -> set[str]:
-        """The feeds ``peer`` is subscribed to."""
-        return set(self._peer_feeds.get(peer, ()))
-
     # -- events --------------------------------------------------------------------------------
 
     def on_event(self, feed: str, data: bytes) -> None:

@@ -360,10 +360,6 @@ class ActivityIn(BaseModel):
             raise ValueError("template_data given without template")
         return self
 
-    def custom_fields(self) -> dict[str, Any]:
-        """The client's custom top-level fields, as given."""
-        return dict(self.__pydantic_extra__ or {})
-
 
 _IGNORED_INPUT = SERVER_OWNED - {"id", "version"}
 _RESERVED_INPUT = RESERVED - SERVER_OWNED

@@ -128,7 +128,6 @@ class Ping(_Command):
     type: Literal["ping"]
 
 
-Command = Auth | Subscribe | Unsubscribe | Publish | Update | Patch | Delete | Ping
 _COMMANDS: dict[str, type[_Command]] = {
     "auth": Auth,
     "subscribe": Subscribe,
@@ -139,11 +138,6 @@ _COMMANDS: dict[str, type[_Command]] = {
     "delete": Delete,
     "ping": Ping,
 }
-
-
-def register(name: str, model: type[_Command]) -> None:
-    """Add a command type (used by features that extend the protocol, e.g. lifecycle writes)."""
-    _COMMANDS[name] = model
 
 
 def parse_command(data: str | bytes) -> _Command:

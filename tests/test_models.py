@@ -9,6 +9,7 @@ import pytest
 from server.errors import Invalid
 from server.models import (
     IdGenerator,
+    build_body,
     check_feed_name,
     format_time,
     parse_activity,
@@ -83,21 +84,33 @@ def test_reserved_names_are_refused(name):
 
 
 def test_custom_and_server_owned_fields():
-    """Custom fields are kept as given; server-owned fields on input are ignored (id/version kept)."""
-    a = parse_activity(
-        {
-            "verb": "v",
-            "object": "o",
-            "course": {"x": [1, 2]},
-            "seq": 9,
-            "feed": "f",
-            "created_at": "x",
-            "id": "my-id",
-            "version": 3,
-        }
-    )
-    assert a.custom_fields() == {"course": {"x": [1, 2]}}
+    """Custom fields are stored as given; server-owned fields on input are ignored (id/version kept)."""
+    raw = {
+        "verb": "v",
+        "object": "o",
+        "course": {"x": [1, 2]},
+        "note": None,
+        "text": None,
+        "seq": 9,
+        "feed": "f",
+        "created_at": "x",
+        "id": "my-id",
+        "version": 3,
+    }
+    a = parse_activity(raw)
     assert a.id == "my-id" and a.version == 3
+    body = build_body(a, raw, feed="real", actor={"id": "u"}, audience=[], time="t", updated_at="u")
+    assert body == {
+        "feed": "real",
+        "actor": {"id": "u"},
+        "verb": "v",
+        "object": "o",
+        "course": {"x": [1, 2]},
+        "note": None,
+        "time": "t",
+        "audience": [],
+        "updated_at": "u",
+    }
 
 
 def test_well_known_fields_validate():
