@@ -4,7 +4,7 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     if [ -z "$py" ]; then
       for candidate in python3.13 python3.12 python3.11 python3; do
-        if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
           py="$candidate"; break
         fi
       done
