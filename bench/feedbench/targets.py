@@ -187,6 +187,16 @@ class RawTarget(Target):
         self.dialect = {"name": "raw"}
 
 
+def _start_uvicorn_peer(target: Target, logdir: Path, name: str, app: str, folder: str, env: dict[str, str]) -> None:
+    """Run a Python peer's ASGI ``app`` under uvicorn from ``peers/<folder>`` on a free port."""
+    target.port = target.pub_port = free_port()
+    argv = [BENCH_PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(target.port),
+            "--log-level", "warning", "--no-access-log", "--backlog", "4096"]  # fmt: skip
+    p = Managed(name, argv, cwd=PEERS_DIR / folder, env={**os.environ, **env}, log=logdir / f"{name}-{target.port}.log")
+    target.procs.append(p)
+    wait_until(lambda: port_open(target.port), 30, f"{name} peer", p)
+
+
 class ChannelsTarget(Target):
     """Peer: Django Channels + channels_redis under uvicorn (``peers/django_channels``)."""
 
@@ -195,31 +205,8 @@ class ChannelsTarget(Target):
 
     def __init__(self, logdir: Path, redis_url: str, layer: str = "pubsub") -> None:
         super().__init__()
-        self.port = self.pub_port = free_port()
-        env = {**os.environ, "REDIS_URL": redis_url, "CHANNEL_LAYER": layer}
-        p = Managed(
-            "channels",
-            [
-                BENCH_PY,
-                "-m",
-                "uvicorn",
-                "benchpeer.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--backlog",
-                "4096",
-            ],
-            cwd=PEERS_DIR / "django_channels",
-            env=env,
-            log=logdir / f"channels-{self.port}.log",
-        )
-        self.procs.append(p)
-        wait_until(lambda: port_open(self.port), 30, "django channels peer", p)
+        env = {"REDIS_URL": redis_url, "CHANNEL_LAYER": layer}
+        _start_uvicorn_peer(self, logdir, "channels", "benchpeer.asgi:application", "django_channels", env)
         self.dialect = {"name": "channels"}
 
 
@@ -231,31 +218,7 @@ class PySocketIOTarget(Target):
 
     def __init__(self, logdir: Path, redis_url: str) -> None:
         super().__init__()
-        self.port = self.pub_port = free_port()
-        env = {**os.environ, "REDIS_URL": redis_url}
-        p = Managed(
-            "python-socketio",
-            [
-                BENCH_PY,
-                "-m",
-                "uvicorn",
-                "app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--backlog",
-                "4096",
-            ],
-            cwd=PEERS_DIR / "python_socketio",
-            env=env,
-            log=logdir / f"python-socketio-{self.port}.log",
-        )
-        self.procs.append(p)
-        wait_until(lambda: port_open(self.port), 30, "python-socketio peer", p)
+        _start_uvicorn_peer(self, logdir, "python-socketio", "app:app", "python_socketio", {"REDIS_URL": redis_url})
         self.dialect = {"name": "socketio"}
 
 
