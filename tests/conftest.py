@@ -50,9 +50,14 @@ def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
     value = f"t{uuid.uuid4().hex[:10]}:"
     yield value
+    delete_prefix(redis_url, value)
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's own keys; also "Redis lost this data")."""
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(match=f"{value}*", count=1000))
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
     finally:

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import redis
-from conftest import ROOT, RunningServer, make_settings, start_server
+from conftest import ROOT, RunningServer, delete_prefix, make_settings, start_server
 
 from server.embedded import free_port
 
@@ -184,13 +183,7 @@ async def test_subscription_yields_reset_when_history_was_lost(start: Starter, r
             old_epoch = sub.cursor.epoch
 
             await srv.stop()
-            r = redis.Redis.from_url(redis_url)
-            try:
-                keys = list(r.scan_iter(match=f"{prefix}*"))
-                if keys:
-                    r.delete(*keys)
-            finally:
-                r.close()
+            delete_prefix(redis_url, prefix)
             srv = await start(port)
 
             marker = await sub.get(10)

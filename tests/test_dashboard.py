@@ -15,8 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
-from conftest import ROOT, RunningServer, make_settings, start_server
+from conftest import ROOT, RunningServer, delete_prefix, make_settings, start_server
 
 from server.embedded import free_port
 
@@ -315,13 +314,7 @@ async def test_dashboard_reloads_when_history_was_lost(
         await page.wait_for_function(f"document.querySelectorAll('{cards('room:1')}').length === 2")
         console.phase = "restart"
         await srv.stop()
-        r = redis.Redis.from_url(redis_url)
-        try:
-            keys = list(r.scan_iter(match=f"{prefix}*"))
-            if keys:
-                r.delete(*keys)
-        finally:
-            r.close()
+        delete_prefix(redis_url, prefix)
         srv = await start(port)
         await page.wait_for_selector("body[data-status=live]", timeout=15_000)
         await page.wait_for_selector(".toast:has-text('reloading')", timeout=5000)

@@ -126,16 +126,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def http_get(port: int, path: str, host: str = "127.0.0.1", timeout: float = 2.0) -> tuple[int, bytes]:
     """One tiny blocking HTTP/1.1 GET (for readiness checks); returns (status, body)."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+    return http_request(port, "GET", path, host=host, timeout=timeout)
 
 
 # -- managed processes --------------------------------------------------------------------------------
