@@ -75,3 +75,116 @@ async def test_refresh_rearms_the_expiry_to_the_new_token(server):
     assert (await recv(ws))["type"] == "pong"
     assert await _closed_with(ws, 8) == 4001
     assert 2.0 < time.monotonic() - started < 7
+
+
+# -- item 2: identifiers and the history filter's encoding -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**ACTIVITY, "audience": ["identity:carol\u001fp"]},
+        {**ACTIVITY, "audience": [{"type": "role", "id": "x\u0000"}]},
+        {**ACTIVITY, "audience": [{"type": "identity", "id": "a\u0085b"}]},  # C1 control (NEL)
+        {**ACTIVITY, "actor": "boss\u001fp"},
+        {**ACTIVITY, "actor": {"id": "boss\n"}},
+        {**ACTIVITY, "id": "01\u001f"},
+        {**ACTIVITY, "audience": ["identity:" + "u" * 129]},
+    ],
+)
+async def test_identifiers_with_control_characters_are_422(server, body):
+    """Activity, actor and audience ids are checked whole (anchored): a control character anywhere is a 422."""
+    admin = server.http(server.token("boss", admin=True))
+    r = await admin.post("/v1/feeds/public:1/activities", json=body)
+    assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "carol\u001fp"},
+        {"sub": "carol\n"},
+        {"sub": "x" * 129},
+        {"sub": "alice", "roles": ["acc\u001fp"]},
+        {"sub": "alice", "roles": [""]},
+        {"sub": "alice", "feeds": {"f:\u001f*": ["read"]}},
+        {"sub": "alice", "feeds": {"bad feed": ["read"]}},
+        {"sub": "alice", "feeds": {"f:*x": ["read"]}},
+    ],
+)
+async def test_token_identifiers_are_checked(server, claims):
+    """A JWT whose sub, roles or feed patterns hold control characters (or are malformed) is a 401."""
+    import jwt
+    from conftest import SECRET
+
+    token = jwt.encode({**claims, "exp": int(time.time()) + 60}, SECRET)
+    r = await server.http(token).get("/v1/feeds/public:1/activities")
+    assert r.status_code == 401, r.text
+
+
+def test_bad_public_feed_pattern_is_refused_at_start():
+    """A configured feed pattern is checked like a token's."""
+    from server.auth import Authenticator
+
+    with pytest.raises(ValueError):
+        Authenticator(jwt_secret="s" * 32, public_feeds=["public:\u001f*"])
+    Authenticator(jwt_secret="s" * 32, public_feeds=["public:*", "*", "exact:feed"])
+
+
+HOSTILE = ["carol\u001fp", "\u001fp", "1:p", "p", "0:", "x\u001fe", "é:1", "ü" * 3, "5:alice", "\u0000", ":", "9999:"]
+
+
+async def _store_raw(server, feed: str, actor: str, audience: list[dict], *, with_line: bool = True) -> str:
+    """Store an activity straight into Redis, bypassing validation (old data, or a validation bug)."""
+    import orjson
+    import redis.asyncio as aredis
+    from ulid import ULID
+
+    from server.models import visibility
+
+    keys = server.app.keys.feed(feed)
+    activity_id = str(ULID())
+    body = {"id": activity_id, "feed": feed, "actor": {"id": actor}, "verb": "post", "object": "o"}
+    body["audience"] = audience
+    client = aredis.Redis.from_url(server.app.redis_url)
+    try:
+        await client.zadd(keys.idx, {activity_id: int(time.time() * 1000)})
+        await client.hset(keys.acts, activity_id, orjson.dumps(body))
+        if with_line:
+            await client.hset(keys.vis, activity_id, visibility(actor, "post", audience))
+    finally:
+        await client.aclose()
+    return activity_id
+
+
+@pytest.mark.parametrize("with_line", [True, False], ids=["stored-line", "line-from-body"])
+async def test_history_filter_cannot_be_forged_whatever_the_ids(server, with_line):
+    """History reads admit exactly whom `acl` admits, even for ids holding separators and control characters."""
+    from server.acl import Principal
+
+    feed = "public:forge"
+    expected: dict[str, set[str]] = {"anon": set(), "carol": set(), "alice": set()}
+    viewers = {
+        "anon": Principal(public_feeds=("public:*",)).viewer(feed),
+        "carol": Principal(sub="carol", roles=frozenset({"p"}), public_feeds=("public:*",)).viewer(feed),
+        "alice": Principal(sub="alice", public_feeds=("public:*",)).viewer(feed),
+    }
+    for hostile in HOSTILE:
+        for audience in (
+            [{"type": "identity", "id": hostile}],
+            [{"type": "role", "id": hostile}],
+            [{"type": "identity", "id": hostile}, {"type": "role", "id": "q"}],
+        ):
+            for actor in (hostile, "someone"):
+                activity_id = await _store_raw(server, feed, actor, audience, with_line=with_line)
+                doc = {"actor": {"id": actor}, "audience": audience}
+                for name, viewer in viewers.items():
+                    if viewer.can_see(doc):
+                        expected[name].add(activity_id)
+    tokens = {"anon": None, "carol": server.token("carol", roles=["p"]), "alice": server.token("alice")}
+    for name, token in tokens.items():
+        r = await server.http(token).get(f"/v1/feeds/{feed}/activities", params={"limit": 100})
+        assert r.status_code == 200
+        seen = {a["id"] for a in r.json()["results"]}
+        assert seen == expected[name], name
+    assert expected["carol"] and not expected["anon"]
