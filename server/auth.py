@@ -48,6 +48,7 @@ class Authenticator:
         api_keys: Iterable[str] = (),
         api_key_feeds: Mapping[str, Mapping[str, list[str]]] | None = None,
         public_feeds: Iterable[str] = (),
+        require_exp: bool = True,
     ) -> None:
         self._algorithms = [a for a in algorithms if a in _HMAC_ALGS | _ASYMMETRIC_ALGS]
         self._secret = jwt_secret.encode() if jwt_secret else b""
@@ -55,6 +56,7 @@ class Authenticator:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
         self._audience = audience or None
         self._issuer = issuer or None
+        self._required_claims = ["sub", "exp"] if require_exp else ["sub"]
         self._public_feeds = tuple(check_feed_pattern(p) for p in public_feeds)
         restricted = {d.lower(): parse_feed_rights(f) for d, f in (api_key_feeds or {}).items()}
         self._api_keys: dict[str, tuple[tuple[str, Rights], ...] | None] = {
@@ -135,7 +137,7 @@ class Authenticator:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["sub"], "verify_aud": self._audience is not None},
+                options={"require": self._required_claims, "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None

@@ -188,3 +188,31 @@ async def test_history_filter_cannot_be_forged_whatever_the_ids(server, with_lin
         seen = {a["id"] for a in r.json()["results"]}
         assert seen == expected[name], name
     assert expected["carol"] and not expected["anon"]
+
+
+# -- item 4: exp is required ------------------------------------------------------------------------
+
+
+async def test_token_without_exp_is_refused(server):
+    """A token without `exp` is a 401 on HTTP and closes a WebSocket with 4001."""
+    import jwt
+    from conftest import SECRET
+
+    token = jwt.encode({"sub": "alice", "feeds": {"f:*": ["read"]}}, SECRET)
+    r = await server.http(token).get("/v1/feeds/f:1/activities")
+    assert r.status_code == 401 and "exp" in r.json()["detail"]
+    ws = await server.ws()
+    await send(ws, {"type": "auth", "token": token})
+    assert (await recv(ws))["code"] == "unauthorized"
+    assert await _closed_with(ws, 5) == 4001
+
+
+async def test_require_exp_false_accepts_tokens_without_exp(server_factory):
+    """`[auth] require_exp = false` accepts a token without `exp` (for trusted issuers)."""
+    import jwt
+    from conftest import SECRET
+
+    srv = await server_factory(auth={"require_exp": False})
+    token = jwt.encode({"sub": "alice", "feeds": {"f:*": ["read"]}}, SECRET)
+    r = await srv.http(token).get("/v1/feeds/f:1/activities")
+    assert r.status_code == 200
