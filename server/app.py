@@ -202,6 +202,7 @@ class FeedApp:
             api_keys=s.auth.api_keys,
             api_key_feeds=s.auth.api_key_feeds,
             public_feeds=s.auth.public_feeds,
+            require_exp=s.auth.require_exp,
         )
         self.readiness = Readiness(
             self.store.ping,

@@ -81,6 +81,7 @@ class AuthSettings(_Section):
     api_keys: list[str] = []
     api_key_feeds: dict[str, dict[str, list[str]]] = {}
     public_feeds: list[str] = []
+    require_exp: bool = True
 
 
 class FeedsSettings(_Section):
