@@ -271,7 +271,9 @@ class FeedApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.start)
+            await asyncio.to_thread(self.embedded.lock)  # may wait for a dead predecessor's Valkey
+            self.embedded.launch()  # on the loop's thread: Valkey's death signal follows this thread
+            await asyncio.to_thread(self.embedded.wait_ready)
         try:
             await self.broker.start()
             if not self.broker.connected:
