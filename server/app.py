@@ -33,6 +33,7 @@ from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError
 from .http import (
+    BodyLimits,
     RateLimitMiddleware,
     feed_error_handler,
     http_error_handler,
@@ -247,6 +248,7 @@ class FeedApp:
         self.http_app: Any = (
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
+        self.http_app = BodyLimits(self.http_app, timeout=s.server.body_timeout, max_readers=s.server.max_body_readers)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/v1/ws":
