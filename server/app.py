@@ -38,6 +38,7 @@ from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError, Unavailable
 from .http import (
+    BodyLimits,
     RateLimitMiddleware,
     feed_error_handler,
     http_error_handler,
@@ -250,6 +251,7 @@ class FeedApp:
         self.http_app: Any = (
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
+        self.http_app = BodyLimits(self.http_app, timeout=s.server.body_timeout, max_readers=s.server.max_body_readers)
 
     def _topology(self, url: str) -> str:
         """``single``, ``sentinel`` or ``cluster``, from ``[redis]`` (``cluster = "auto"``: ask the node)."""
@@ -316,7 +318,9 @@ class FeedApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.start)
+            await asyncio.to_thread(self.embedded.lock)  # may wait for a dead predecessor's Valkey
+            self.embedded.launch()  # on the loop's thread: Valkey's death signal follows this thread
+            await asyncio.to_thread(self.embedded.wait_ready)
         try:
             await self.broker.start()
             if not self.broker.connected:

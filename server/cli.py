@@ -161,12 +161,20 @@ def serve(settings: Settings, config_path: str | None = None) -> None:
         os.environ["FEED_AUTH__JWT_SECRET"] = secret
         settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"jwt_secret": secret})})
         _print_dev_credentials(secret, s.host, s.port)
+    if not settings.redis.url:
+        from .embedded import data_dir_in_use
+
+        if busy := data_dir_in_use(settings.redis.data_dir):
+            sys.exit(f"feedserver: {busy}")
     try:
         if s.workers > 1:
             if not settings.redis.url:  # one embedded server shared by every worker
-                from .embedded import EmbeddedRedis
+                from .embedded import DataDirBusy, EmbeddedRedis
 
-                embedded = EmbeddedRedis(settings.redis.data_dir, appendfsync=settings.redis.appendfsync).start()
+                try:
+                    embedded = EmbeddedRedis(settings.redis.data_dir, appendfsync=settings.redis.appendfsync).start()
+                except DataDirBusy as exc:
+                    sys.exit(f"feedserver: {exc}")
                 os.environ["FEED_REDIS__URL"] = embedded.url
             if config_path:
                 os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
