@@ -400,7 +400,7 @@ class Hub:
             else:
                 self._accept(room, event)
 
-    def on_resync(self) -> None:
+    def on_resync(self, feeds: Collection[str] | None = None) -> None:
         """After a pub/sub reconnect: fetch from the change log whatever every room may have missed.
 
         Rooms still in their first handshake are marked, and fill once their cursor is known (the
