@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
 from conftest import recv, subscribe
+from faults import ServerProcess, Subscriber
 from redis.crc import key_slot
 
 from server.backends.cluster_broker import ClusterBroker
@@ -454,3 +456,286 @@ async def test_subscribe_unsubscribe_resubscribe_on_cluster(tmp_path):
     finally:
         await broker.close()
         cluster.stop()
+
+
+# -- real servers on a real cluster, real WebSocket subscribers, writers running ------------------
+
+PREFIX = "cf:"
+
+
+@dataclass
+class Recording(Subscriber):
+    """A resuming subscriber that keeps every frame in arrival order (activities and resets)."""
+
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def _record(self, message: dict[str, Any]) -> None:
+        if message["type"] in ("activity", "reset"):
+            self.frames.append(message)
+        super()._record(message)
+
+
+@dataclass
+class FeedWriter:
+    """POSTs one activity at a time to each feed; records every answer (201 with its seq, or 503)."""
+
+    http: httpx.AsyncClient
+    feeds: list[str]
+    acked: dict[str, dict[int, str]] = field(default_factory=dict)  # seq → object (latest write wins)
+    attempted: dict[str, set[str]] = field(default_factory=dict)
+    statuses: dict[int, int] = field(default_factory=dict)
+    last_ok: dict[str, float] = field(default_factory=dict)
+    refused_since: dict[str, float] = field(default_factory=dict)
+    outages: list[tuple[str, float, float]] = field(default_factory=list)  # (feed, first 503, next 201)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(feed)) for feed in self.feeds]
+
+    async def _run(self, feed: str) -> None:
+        n = 0
+        while True:
+            n += 1
+            marker = f"{feed}#{n}"
+            self.attempted.setdefault(feed, set()).add(marker)
+            try:
+                response = await self.http.post(f"/v1/feeds/{feed}/activities", json={"verb": "post", "object": marker})
+                status = response.status_code
+            except httpx.HTTPError:
+                status = 0  # the server's own timeout answers 503 first; a transport error is a defect
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            now = time.monotonic()
+            if status == 201:
+                self.acked.setdefault(feed, {})[response.json()["activities"][0]["seq"]] = marker
+                self.last_ok[feed] = now
+                if feed in self.refused_since:
+                    self.outages.append((feed, self.refused_since.pop(feed), now))
+            else:
+                self.refused_since.setdefault(feed, now)
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.03)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+
+def check_subscriber(sub: Recording, writer: FeedWriter) -> int:
+    """Seq strictly increasing, no gap unless a reset came first, content as written; the resets seen."""
+    prev: int | None = None
+    resets = 0
+    for i, frame in enumerate(sub.frames):
+        if frame["type"] == "reset":
+            prev, resets = frame["seq"], resets + 1
+            continue
+        seq = frame["seq"]
+        if prev is not None:
+            assert seq > prev, f"{sub.feed}: seq {seq} after {prev} (frame {i})"
+            assert seq == prev + 1, f"{sub.feed}: silent gap {prev} → {seq} (frame {i})"
+        prev = seq
+        marker = frame["activity"]["object"]
+        assert marker in writer.attempted.get(sub.feed, set()), f"{sub.feed}: unknown content {marker}"
+        later_reset = any(f["type"] == "reset" for f in sub.frames[i:])
+        if not later_reset and seq in writer.acked.get(sub.feed, {}):
+            assert marker == writer.acked[sub.feed][seq], f"{sub.feed}: seq {seq} is {marker}, written as another"
+    return resets
+
+
+@dataclass
+class Scenario:
+    """Servers, subscribers and writers on feeds spread over every master of a cluster."""
+
+    cluster: LocalCluster
+    servers: list[ServerProcess]
+    feeds: list[str]
+    subs: list[Recording]
+    writer: FeedWriter
+
+    def hit(self, master: Node) -> list[str]:
+        return [f for f in self.feeds if self.cluster.master_of_key(Keys(PREFIX).channel(f)) is master]
+
+    async def caught_up(self, timeout: float) -> float:
+        """Wait until every subscriber has every change acknowledged so far; how long it took."""
+        started = time.monotonic()
+        marks = {f: max(self.writer.acked.get(f, {0: ""})) for f in self.feeds}
+        while True:
+            behind = [s for s in self.subs if (s.frames[-1]["seq"] if s.frames else 0) < marks[s.feed]]
+            if not behind:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                detail = {s.feed: (s.frames[-1] if s.frames else None, marks[s.feed]) for s in behind[:3]}
+                raise AssertionError(f"{len(behind)} subscribers behind after {timeout}s: {detail}")
+            await asyncio.sleep(0.05)
+
+    async def finish(self, name: str, fault_at: float, hit: list[str]) -> None:
+        """Writable again, every subscriber caught up, every stream valid; print the fault-table row."""
+        deadline = time.monotonic() + 20
+        while any(self.writer.last_ok.get(f, 0) <= fault_at or f in self.writer.refused_since for f in hit):
+            assert time.monotonic() < deadline, f"writes to {hit} still refused 20s after the fault"
+            await asyncio.sleep(0.05)
+        writable = max(self.writer.last_ok[f] for f in hit) - fault_at
+        writable = min(
+            writable, max((end for f, _, end in self.writer.outages if f in hit), default=fault_at) - fault_at
+        )
+        await asyncio.sleep(0.5)
+        await self.caught_up(10)
+        delivered = time.monotonic() - fault_at
+        await self.writer.stop()
+        await self.caught_up(10)
+        assert set(self.writer.statuses) <= {201, 503}, f"writes answered {self.writer.statuses}"
+        resets = sum(check_subscriber(s, self.writer) for s in self.subs)
+        refused = self.writer.statuses.get(503, 0)
+        reconnects = sum(len(s.subscribed) - 1 for s in self.subs)
+        print(
+            f"\n  FAULT {name} [{self.cluster.binary.rsplit('/', 1)[-1]}]: writable again after "
+            f"{writable:.2f}s; all {len(self.subs)} subscribers caught up {delivered:.2f}s after the fault; "
+            f"{refused} writes answered 503, {self.writer.statuses.get(201, 0)} 201; "
+            f"{resets} resets, {reconnects} client reconnects"
+        )
+        for srv in self.servers:  # after the fault, everything works without a restart
+            async with httpx.AsyncClient(base_url=srv.base, timeout=5) as http:
+                assert (await http.get("/readyz")).status_code == 200, srv.log_tail()
+
+
+@pytest.fixture
+async def scenario(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[Any]:
+    """``await scenario(servers=1)``: servers on the cluster, 2 subscribers per feed, writers started."""
+    made: list[Scenario] = []
+    procs: list[ServerProcess] = []
+    clients: list[httpx.AsyncClient] = []
+
+    async def factory(servers: int = 1, per_feed: int = 2) -> Scenario:
+        for i in range(servers):
+            proc = ServerProcess(tmp_path, cluster.url, PREFIX, name=f"server{i}", redis={"command_timeout": 2.0})
+            procs.append(proc)
+        await asyncio.gather(*(p.start(40) for p in procs))
+        feeds = spread_feeds(Keys(PREFIX), cluster, per_master=2)
+        token = procs[0].token("alice", RIGHTS)
+        urls = [p.ws_url for p in procs]
+        subs = [Recording([urls[i % len(urls)], *urls], token, feed) for feed in feeds for i in range(per_feed)]
+        await asyncio.gather(*(s.start() for s in subs))
+        http = httpx.AsyncClient(base_url=procs[-1].base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        clients.append(http)
+        writer = FeedWriter(http, feeds)
+        writer.start()
+        made.append(Scenario(cluster, procs, feeds, subs, writer))
+        await asyncio.sleep(0.5)
+        return made[-1]
+
+    try:
+        yield factory
+    finally:
+        for sc in made:
+            await sc.writer.stop()
+            await asyncio.gather(*(s.close() for s in sc.subs))
+        for client in clients:
+            await client.aclose()
+        for proc in procs:
+            proc.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_server_graceful_failover(scenario):
+    """CLUSTER FAILOVER under load: writes 201/503 only, every subscriber in order or reset, all working after."""
+    sc = await scenario()
+    master = sc.cluster.master_nodes()[0]
+    hit = sc.hit(master)
+    fault_at = time.monotonic()
+    await asyncio.to_thread(sc.cluster.failover, master)
+    await sc.finish("CLUSTER FAILOVER", fault_at, hit)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_server_master_killed(scenario):
+    """SIGKILL of a master under load: its feeds are writable and live again on the promoted replica."""
+    sc = await scenario()
+    master = sc.cluster.master_nodes()[0]
+    hit = sc.hit(master)
+    fault_at = time.monotonic()
+    sc.cluster.kill(master, signal.SIGKILL)
+    await sc.finish("SIGKILL master", fault_at, hit)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_server_master_frozen(scenario):
+    """SIGSTOP of a master under load (SIGCONT afterwards): writes 503 then 201, subscribers re-placed."""
+    sc = await scenario()
+    master = sc.cluster.master_nodes()[0]
+    hit = sc.hit(master)
+    fault_at = time.monotonic()
+    sc.cluster.kill(master, signal.SIGSTOP)
+    try:
+        await sc.finish("SIGSTOP master", fault_at, hit)
+    finally:
+        sc.cluster.kill(master, signal.SIGCONT)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_server_slot_migration(scenario):
+    """Migrating a live feed's slot under load: the feed keeps its order and content, with 503s at most."""
+    sc = await scenario()
+    feed = sc.feeds[0]
+    slot = key_slot(Keys(PREFIX).channel(feed).encode())
+    source = sc.cluster.master_of_slot(slot)
+    target = next(m for m in sc.cluster.master_nodes() if m is not source)
+    fault_at = time.monotonic()
+    await asyncio.to_thread(sc.cluster.migrate_slot, slot, target)
+    await sc.finish("slot migration", fault_at, [feed])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_server_master_loses_acknowledged_writes(scenario):
+    """A master dies before its replica got its last acknowledged writes: subscribers who saw them get ``reset``."""
+    sc = await scenario(per_feed=2)
+    master = sc.cluster.master_nodes()[0]
+    hit = sc.hit(master)
+    replica = sc.cluster.replicas_of(master)[0]
+    await asyncio.sleep(0.5)
+    # CLIENT PAUSE WRITE on the replica holds back its replication stream (Redis 7 and Valkey 9):
+    # writes acknowledged by the master meanwhile are lost when the master dies before the pause ends.
+    paused_at = time.monotonic()
+    with contextlib.closing(replica.client()) as c:
+        await asyncio.to_thread(c.execute_command, "CLIENT", "PAUSE", 1500, "WRITE")
+    before = {f: max(sc.writer.acked.get(f, {0: ""})) for f in hit}
+    while not all(max(sc.writer.acked.get(f, {0: ""})) >= before[f] + 3 for f in hit):
+        assert time.monotonic() < paused_at + 1.0, "writes did not go on while the replica was paused"
+        await asyncio.sleep(0.02)
+    await asyncio.gather(*(s.wait_for_seq(before[s.feed] + 3, 1) for s in sc.subs if s.feed in hit))
+    fault_at = time.monotonic()
+    sc.cluster.kill(master, signal.SIGKILL)
+    await asyncio.sleep(max(0.0, paused_at + 1.6 - time.monotonic()))
+    with contextlib.closing(replica.client()) as c:
+        await asyncio.to_thread(c.execute_command, "CLUSTER", "FAILOVER", "TAKEOVER")
+        seqs = {f: int(c.hget(Keys(PREFIX).feed(f).meta, "seq") or 0) for f in hit}
+    assert all(seqs[f] < before[f] + 3 for f in hit), f"the replica had every write: {seqs} vs {before}"
+    await sc.finish("master lost acknowledged writes", fault_at, hit)
+    for sub in sc.subs:
+        if sub.feed in hit:  # it saw changes that no longer exist: it must have been told to reload
+            assert any(f["type"] == "reset" for f in sub.frames), f"{sub.feed}: no reset after lost writes"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_two_servers_failover_and_resume_on_the_other(scenario):
+    """Two servers on one cluster through a failover; subscribers of a killed server resume on the other, no gap."""
+    sc = await scenario(servers=2, per_feed=2)
+    master = sc.cluster.master_nodes()[1]
+    hit = sc.hit(master)
+    fault_at = time.monotonic()
+    await asyncio.to_thread(sc.cluster.failover, master)
+    await asyncio.sleep(0.5)
+    sc.servers[0].kill()  # its subscribers resume on server1 with their (epoch, seq)
+    sc.servers = sc.servers[1:]
+    await sc.finish("failover + kill -9 of one of two servers", fault_at, hit)
+    moved = [s for s in sc.subs if len(s.subscribed) > 1]
+    assert moved, "no subscriber had to resume on the other server"
+    assert all(s.subscribed[-1]["recovered"] for s in moved), "a resume on the other server was not recovered"
