@@ -184,6 +184,7 @@ class Room:
         "joined",
         "retired",
         "last",
+        "fill_failing",
     )
 
     def __init__(self, feed: str) -> None:
@@ -205,6 +206,7 @@ class Room:
         # entry at that seq: after a failover that lost acknowledged writes, the seq may have been
         # reused for another change, which only content tells apart.
         self.last: dict[str, Any] | None = None
+        self.fill_failing = False  # a change-log read failed (logged once per outage, not per retry)
 
     def add(self, sub: Subscription) -> None:
         """Register ``sub`` in the room and every index it belongs to."""
@@ -490,13 +492,8 @@ class Hub:
                 # Read from one change earlier when the last delivered change is known: the log's
                 # entry at room.seq must be that very change, or the history was rewritten.
                 last = room.last if room.seq > 0 else None
-                try:
-                    async with self._fill_slots:
-                        cursor = await self._source.cursor(room.feed, (room.epoch, room.seq - (last is not None)))
-                except FeedError as exc:
-                    log.warning("cannot read the change log of %s yet: %s", room.feed, exc.detail)
-                    await asyncio.sleep(_FILL_RETRY_DELAY)
-                    room.refill = True
+                cursor = await self._read_log(room, (room.epoch, room.seq - (last is not None)))
+                if cursor is None:
                     continue
                 if self.rooms.get(room.feed) is not room:
                     return
@@ -535,6 +532,26 @@ class Hub:
                     return
         finally:
             room.filling = False
+
+    async def _read_log(self, room: Room, since: tuple[str, int]) -> Cursor | None:
+        """One change-log read for a fill; None (after a pause, with a refill due) if Redis can't answer.
+
+        Logged once per outage of the room, not per retry.
+        """
+        try:
+            async with self._fill_slots:
+                cursor = await self._source.cursor(room.feed, since)
+        except FeedError as exc:
+            if not room.fill_failing:
+                log.warning("cannot read the change log of %s yet (retrying): %s", room.feed, exc.detail)
+            room.fill_failing = True
+            await asyncio.sleep(_FILL_RETRY_DELAY)
+            room.refill = True
+            return None
+        if room.fill_failing:
+            room.fill_failing = False
+            log.warning("change log of %s read again; its live events resume", room.feed)
+        return cursor
 
     def _after_verified(self, room: Room, cursor: Cursor, last: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The cursor's events after ``room.seq``, once the log's entry at ``room.seq`` is ``last``.
