@@ -246,7 +246,13 @@ class NativeApi:
 
 
 class Readiness:
-    """``/readyz``: Redis answers PING and a publish comes back through this process's broker."""
+    """``/readyz``: the store answers, and the broker's pub/sub round trip works.
+
+    ``ping`` is the store's (on a cluster: every master answers PING on the write path);
+    ``round_trip`` is the broker's ``check_ready`` (on a cluster: per master, a ``SPUBLISH`` on a
+    probe channel in a slot that master owns comes back through this process, and the node says
+    it is a master — never ready from a replica). Each raises ``errors.Unavailable`` with a reason.
+    """
 
     def __init__(self, ping: Callable[[], Any], round_trip: Callable[[], Any]) -> None:
         self._ping = ping
@@ -257,6 +263,7 @@ class Readiness:
         if self.draining:
             raise Unavailable("shutting down")
         started = time.perf_counter()
-        await self._ping()
+        if await self._ping() is False:
+            raise Unavailable("Redis does not answer PING", retry_after=1.0)
         await self._round_trip()
         return {"redis_ms": round((time.perf_counter() - started) * 1000, 2)}
