@@ -222,7 +222,9 @@ class FeedApp:
             auth_timeout=s.server.auth_timeout,
             close_timeout=s.server.close_timeout,
         )
-        self.openapi = OpenApi()
+        self.openapi = OpenApi(
+            max_batch=s.feeds.max_batch, max_page=s.feeds.max_page, max_activity_bytes=s.feeds.max_activity_bytes
+        )
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
 
         routes: list[BaseRoute] = [

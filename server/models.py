@@ -18,12 +18,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 from ulid import ULID
 
 from .errors import BadRequest, Invalid
@@ -63,6 +66,8 @@ FeedName = Annotated[str, StringConstraints(pattern=f"^{FEED_NAME.pattern}$")]
 
 
 _AUDIENCE_TOKEN = {"public": "p", "everyone": "e", "members": "m"}
+_AUDIENCE_KINDS: tuple[str, ...] = AudienceType.__args__  # type: ignore[attr-defined]
+_WITH_ID = frozenset({"identity", "role"})
 
 
 def visibility(actor: str, verb: str, audience: Iterable[Mapping[str, Any]]) -> str:
@@ -187,7 +192,7 @@ def ulid_ms(value: str) -> int | None:
 
 
 class AudienceEntry(BaseModel):
-    """One audience entry (SPEC §1); output is always this object form."""
+    """One audience entry; stored (and answered) in this object form."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -210,6 +215,22 @@ class AudienceEntry(BaseModel):
         if self.type not in ("identity", "role") and self.id is not None:
             raise ValueError(f"audience type {self.type!r} takes no id")
         return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The object form (an id exactly for identity/role) or the shorthand string the validator accepts."""
+        schema = handler.resolve_ref_schema(handler(core))
+        with_id = sorted(_WITH_ID)
+        schema["if"] = {"properties": {"type": {"enum": with_id}}}
+        schema["then"] = {"required": ["type", "id"], "properties": {"id": {"type": "string"}}}
+        schema["else"] = {"properties": {"id": {"type": "null"}}}
+        kinds = "|".join(k for k in _AUDIENCE_KINDS if k not in _WITH_ID)
+        shorthand = {
+            "type": "string",
+            "pattern": f"^({kinds}|({'|'.join(with_id)}):{_ID_TEXT.pattern})$",
+            "description": "Shorthand: `public`, `everyone`, `members`, `identity:<id>`, `role:<id>`",
+        }
+        return {"anyOf": [shorthand, schema]}
 
     def as_json(self) -> dict[str, Any]:
         """The stored form: ``notify`` only when true, ``id`` only when present."""
@@ -292,9 +313,9 @@ class Change(BaseModel):
 
 
 class ActivityIn(BaseModel):
-    """An activity as a client writes it (SPEC §2); unknown top-level fields are custom fields."""
+    """An activity as a client writes it; unknown top-level fields are custom fields (any JSON value)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=lambda schema: _activity_schema_extra(schema))
 
     id: IdText | None = None
     verb: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,255}$")]
@@ -363,6 +384,29 @@ class ActivityIn(BaseModel):
 
 _IGNORED_INPUT = SERVER_OWNED - {"id", "version"}
 _RESERVED_INPUT = RESERVED - SERVER_OWNED
+
+
+#: The JSON schema of the field names the before-validator accepts (``propertyNames``).
+FIELD_NAMES_SCHEMA: dict[str, Any] = {
+    "pattern": "^[^.$][^.]{0,127}$",
+    "not": {"enum": sorted(_RESERVED_INPUT)},
+    "description": "1-128 characters, no '.', not starting with '$', not a reserved name",
+}
+
+
+def _activity_schema_extra(schema: dict[str, Any]) -> None:
+    """What the before-validator checks, in the JSON schema: the names of custom fields, examples."""
+    schema["propertyNames"] = FIELD_NAMES_SCHEMA
+    schema["examples"] = [
+        {"verb": "comment", "object": "f4d1"},
+        {
+            "verb": "booking.confirm",
+            "object": {"id": "f4d1", "type": "booking"},
+            "text": "Booking confirmed",
+            "audience": ["members", "identity:alexandra", {"type": "role", "id": "accounting", "notify": True}],
+            "foreign_id": "booking:f4d1:confirm",
+        },
+    ]
 #: Input fields the stored body does not copy as given: the server sets or normalises them.
 _REBUILT = SERVER_OWNED | {"actor", "time", "audience", "to"}
 
@@ -436,7 +480,7 @@ MAX_PATCH_KEYS = 25
 
 
 class PatchIn(BaseModel):
-    """``{"set": {path: value}, "unset": [path]}`` with dotted paths (SPEC §4 PATCH)."""
+    """``{"set": {path: value}, "unset": [path]}`` with dotted paths."""
 
     model_config = ConfigDict(extra="forbid")
 
