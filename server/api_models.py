@@ -229,7 +229,7 @@ class PatchRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"set": {"text": "Moved to 3 pm", "guests": 3}, "unset": ["emotion"]}]},
+        json_schema_extra={"examples": [{"set": {"text": "Moved to 3 pm", "guests": 3}}]},
     )
 
     set: dict[str, Any] = Field(default_factory=dict, max_length=25)

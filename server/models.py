@@ -397,6 +397,7 @@ FIELD_NAMES_SCHEMA: dict[str, Any] = {
 def _activity_schema_extra(schema: dict[str, Any]) -> None:
     """What the before-validator checks, in the JSON schema: the names of custom fields, examples."""
     schema["propertyNames"] = FIELD_NAMES_SCHEMA
+    schema["dependentRequired"] = {"template_data": ["template"]}
     schema["examples"] = [
         {"verb": "comment", "object": "f4d1"},
         {

@@ -136,7 +136,17 @@ class VeltUser(BaseModel):
 class VeltActivityIn(BaseModel):
     """A Velt activity record as added (``targetEntityId`` is required when ``featureType`` is custom)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "dependentRequired": {
+                "displayMessageTemplateData": ["displayMessageTemplate"],
+                "targetSubEntityId": ["targetEntityId"],
+            },
+            "if": {"properties": {"featureType": {"const": "custom"}}},
+            "then": {"required": ["targetEntityId"]},
+        },
+    )
 
     id: NonEmpty | None = None
     featureType: VeltFeature
@@ -176,9 +186,9 @@ class VeltActivity(BaseModel):
 
 
 class VeltActivityChange(BaseModel):
-    """What ``/v2/activities/update`` may change of one activity."""
+    """What ``/v2/activities/update`` may change of one activity (at least one field besides ``id``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 2})
 
     id: NonEmpty
     changes: dict[str, Any] | None = None
@@ -332,9 +342,17 @@ class EntryAttachment(BaseModel):
 
 
 class EntryTarget(BaseModel):
-    """An ActivityTarget: who may see the entry (``targetId`` only for Identity)."""
+    """An ActivityTarget: who may see the entry (``targetId`` only for Identity, and required there)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "if": {"properties": {"@type": {"const": "Identity"}}},
+            "then": {"required": ["targetId"], "properties": {"targetId": {"type": "string"}}},
+            "else": {"properties": {"targetId": {"type": "null"}}},
+        },
+    )
 
     type_: Literal["Identity", "Everyone", "Members", "Public"] = Field("Identity", alias="@type")
     targetId: NonEmpty | None = None
