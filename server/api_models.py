@@ -290,7 +290,9 @@ def batch_model(max_batch: int) -> type[BaseModel]:
         __config__=ConfigDict(
             extra="forbid",
             json_schema_extra={
-                "examples": [{"activities": [{"verb": "comment", "object": "f4d1"}, {"verb": "like", "object": "f4d1"}]}]
+                "examples": [
+                    {"activities": [{"verb": "comment", "object": "f4d1"}, {"verb": "like", "object": "f4d1"}]}
+                ]
             },
         ),
         __doc__=batch_model.__doc__,

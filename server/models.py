@@ -408,6 +408,8 @@ def _activity_schema_extra(schema: dict[str, Any]) -> None:
             "foreign_id": "booking:f4d1:confirm",
         },
     ]
+
+
 #: Input fields the stored body does not copy as given: the server sets or normalises them.
 _REBUILT = SERVER_OWNED | {"actor", "time", "audience", "to"}
 

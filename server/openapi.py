@@ -42,6 +42,7 @@ from .api_models import (
     ForeignIdQuery,
     Health,
     IfMatch,
+    Index,
     MarkRequest,
     NotificationPage,
     NotReady,
@@ -86,6 +87,7 @@ class Reply:
     description: str = ""
     media_type: str = "application/json"
     headers: dict[str, str] | None = None
+    also_html: bool = False  # browsers (Accept: text/html) get a page instead
 
 
 class OpenApi:
@@ -107,6 +109,7 @@ class OpenApi:
         self._changes()
         self._notifications()
         self._operational()
+        self._descriptions()
 
     # -- building blocks ---------------------------------------------------------------------------
 
@@ -164,8 +167,11 @@ class OpenApi:
         out: dict[str, Any] = {"description": description or "OK"}
         if reply.model is not None:
             out["content"] = {reply.media_type: {"schema": self.schema(reply.model)}}
+            if reply.also_html:
+                out["content"]["text/html"] = {"schema": self.schema(str)}
         if reply.headers:
-            out["headers"] = {name: {"description": text, "schema": {"type": "string"}} for name, text in reply.headers.items()}
+            string = self.schema(str)
+            out["headers"] = {name: {"description": text, "schema": string} for name, text in reply.headers.items()}
         return out
 
     def operation(
@@ -232,12 +238,12 @@ class OpenApi:
             "/v1/feeds/{feed}/activities",
             "post",
             summary=f"Add one activity, or a batch of up to {self.max_batch} (all or nothing)",
-            description="The body is one activity, or `{\"activities\": [...]}`. Each activity is at most "
+            description='The body is one activity, or `{"activities": [...]}`. Each activity is at most '
             f"{self.max_activity_bytes} bytes once stored (`[feeds] max_activity_bytes`). Live "
             "subscribers of the feed (and of the `to` feeds) who may see it receive it at once.",
             tags=["activities"],
             path_params=FeedPath,
-            body=ActivityIn | batch,  # type: ignore[operator]
+            body=ActivityIn | batch,
             responses={201: Reply(ActivityList, "The stored activities, in input order")},
             problems={
                 **COMMON_PROBLEMS,
@@ -388,6 +394,31 @@ class OpenApi:
             problems={},
             security=public,
         )
+
+    def _descriptions(self) -> None:
+        public: list[dict[str, list[str]]] = [{}]
+        self.operation(
+            "/",
+            "get",
+            summary="Where to go: the docs, the descriptions, the WebSocket and the dashboard",
+            tags=["operations"],
+            responses={200: Reply(Index, "Links (an HTML page for browsers)", also_html=True)},
+            problems={},
+            security=public,
+        )
+        for path, summary in (
+            ("/openapi.json", "This description (OpenAPI 3.1)"),
+            ("/asyncapi.json", "The WebSocket protocol (AsyncAPI 3.0)"),
+        ):
+            self.operation(
+                path,
+                "get",
+                summary=summary,
+                tags=["operations"],
+                responses={200: Reply(dict[str, Any], summary)},
+                problems={},
+                security=public,
+            )
 
     def document(self) -> dict[str, Any]:
         """The OpenAPI document."""

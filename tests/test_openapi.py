@@ -108,7 +108,9 @@ async def test_limits_follow_the_settings(server_factory):
     assert limit["schema"]["maximum"] == 9 and limit["schema"]["minimum"] == 1
     post = doc["paths"]["/v1/feeds/{feed}/activities"]["post"]
     assert "4000 bytes" in post["description"] and "413" in post["responses"]
-    assert any(p["name"] == "If-Match" for p in doc["paths"]["/v1/feeds/{feed}/activities/{activity_id}"]["put"]["parameters"])
+    assert any(
+        p["name"] == "If-Match" for p in doc["paths"]["/v1/feeds/{feed}/activities/{activity_id}"]["put"]["parameters"]
+    )
     notification_params = {p["name"] for p in doc["paths"]["/v1/notifications"]["get"]["parameters"]}
     assert notification_params == {"limit", "id_lt", "id_lte", "id_gt", "id_gte", "offset", "verb", "actor"}
 
@@ -201,7 +203,9 @@ async def test_real_responses_match_the_description(server):
     batch = {"activities": [{"verb": "a", "object": "o", "foreign_id": "f1", "time": "2026-01-14T09:30:00Z"}] * 1}
     batch["activities"].append({"verb": "b", "object": {"id": "f4d1", "type": "booking"}, "audience": ["identity:bob"]})
     await alice.post(base, json=batch)
-    await alice.post(base, json={"verb": "n", "object": "y", "audience": [{"type": "identity", "id": "bob", "notify": True}]})
+    await alice.post(
+        base, json={"verb": "n", "object": "y", "audience": [{"type": "identity", "id": "bob", "notify": True}]}
+    )
     await alice.post(base, json={"verb": "x"})  # 422
     await alice.post(base, content=b"{nope")  # 400
     await alice.post(base, json={"verb": "x", "object": "y", "text": "z" * 20000})  # 413
@@ -221,9 +225,15 @@ async def test_real_responses_match_the_description(server):
     await alice.request("DELETE", base)  # 422
     await alice.post(
         "/v1/activities/update",
-        json={"activities": [{"feed": FEED, "foreign_id": "nope", "time": "2026-01-14T09:30:00Z", "verb": "v", "object": "o"}]},
+        json={
+            "activities": [
+                {"feed": FEED, "foreign_id": "nope", "time": "2026-01-14T09:30:00Z", "verb": "v", "object": "o"}
+            ]
+        },
     )
-    await alice.post("/v1/activities/partial-update", json={"changes": [{"feed": FEED, "id": created["id"], "set": {"k": 1}}]})
+    await alice.post(
+        "/v1/activities/partial-update", json={"changes": [{"feed": FEED, "id": created["id"], "set": {"k": 1}}]}
+    )
     await alice.delete(url)
     await alice.delete(url)  # 404
     await bob.get("/v1/notifications")
@@ -240,11 +250,15 @@ async def test_real_responses_match_the_description(server):
     await alice.post("/api/activity-stream", json={"acl": "NOPE"})  # 422
     velt_user = {"userId": "alice", "name": "Alice"}
     doc_ids = {"organizationId": "o1", "documentId": "d1"}
-    add = {"data": {**doc_ids, "activities": [{"featureType": "comment", "actionType": "add", "actionUser": velt_user}]}}
+    add = {
+        "data": {**doc_ids, "activities": [{"featureType": "comment", "actionType": "add", "actionUser": velt_user}]}
+    }
     await alice.post("/v2/activities/add", json=add)
     listed = (await alice.post("/v2/activities/get", json={"data": doc_ids})).json()
     velt_id = listed["result"]["data"][0]["id"]
-    await alice.post("/v2/activities/update", json={"data": {**doc_ids, "activities": [{"id": velt_id, "actionIcon": "i"}]}})
+    await alice.post(
+        "/v2/activities/update", json={"data": {**doc_ids, "activities": [{"id": velt_id, "actionIcon": "i"}]}}
+    )
     await alice.post("/v2/activities/delete", json={"data": {**doc_ids, "activityIds": [velt_id, "missing"]}})
     await alice.post("/v2/activities/get", json={"data": {"organizationId": "o1"}})  # 400, Velt's shape
     await anon.post("/v2/activities/get", json={"data": doc_ids})  # 401, Velt's shape
@@ -264,3 +278,28 @@ def test_mismatches_catches_a_wrong_answer(doc):
     undocumented = httpx.Response(418, json={}, request=request)
     found = mismatches(doc, [wrong_body, undocumented])
     assert len(found) >= 2 and any("418" in m for m in found)
+
+
+async def test_docs_are_served_offline_from_the_package(server):
+    """/docs (Swagger UI) and the AsyncAPI page load only assets the server itself serves."""
+    http = server.http()
+    for page in ("/docs", "/docs/static/asyncapi.html"):
+        response = await http.get(page)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+        assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+        assert assets and all(a.startswith("/") for a in assets), assets  # nothing from a CDN
+        for asset in assets:
+            if asset.startswith("/docs/static/"):
+                fetched = await http.get(asset)
+                assert fetched.status_code == 200 and len(fetched.content) > 100, asset
+    bundle = (await http.get("/docs/static/vendor/swagger-ui-bundle.js")).text
+    assert "SwaggerUIBundle" in bundle and "sourceMappingURL" not in bundle
+
+
+async def test_root_points_to_the_docs_and_the_dashboard(server):
+    """GET / answers JSON links (an HTML page to browsers) to /docs, the descriptions and /demo/."""
+    http = server.http()
+    links = (await http.get("/")).json()
+    assert links["docs"] == "/docs" and links["demo"] == "/demo/" and links["asyncapi"] == "/asyncapi.json"
+    page = await http.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.headers["content-type"].startswith("text/html") and 'href="/demo/"' in page.text

@@ -76,7 +76,7 @@ class WinkEntryUpdate(WinkEntryIn):
         },
     )
 
-    version: int = Field(ge=1, description="The version read (stale → 412)")  # type: ignore[assignment]
+    version: int = Field(ge=1, description="The version read (stale → 412)")
 
 
 class WinkEntry(BaseModel):
@@ -120,6 +120,7 @@ class WinkEntityPath(BaseModel):
 # Velt: /v2/activities/*
 
 VeltFeature = Literal["comment", "reaction", "recorder", "crdt", "custom"]
+VeltOrder = Literal["asc", "desc"]
 
 
 class VeltUser(BaseModel):
@@ -222,7 +223,7 @@ def velt_models(max_batch: int) -> dict[str, type[BaseModel]]:
         activityIds=(list[NonEmpty] | None, Field(None, max_length=max_batch)),
         userId=(NonEmpty | None, None),
         targetEntityId=(NonEmpty | None, None),
-        order=(Literal["asc", "desc"], "desc"),
+        order=(VeltOrder, "desc"),
         pageSize=(int, Field(1000, ge=1, description="At most 1000 are returned")),
         pageToken=(NonEmpty | None, None),
     )
@@ -239,9 +240,7 @@ def velt_models(max_batch: int) -> dict[str, type[BaseModel]]:
     )
     out: dict[str, type[BaseModel]] = {}
     for name, data in (("add", add), ("get", get), ("update", update), ("delete", delete)):
-        out[name] = create_model(
-            f"Velt{name.title()}Request", __config__=ConfigDict(extra="forbid"), data=(data, ...)
-        )
+        out[name] = create_model(f"Velt{name.title()}Request", __config__=ConfigDict(extra="forbid"), data=(data, ...))
     return out
 
 
@@ -374,7 +373,7 @@ class ActivityEntryIn(BaseModel):
                     "objectType": "case",
                     "targets": [{"@type": "Identity", "targetId": "user-7", "notify": True}],
                 }
-            ]
+            ],
         },
     )
 

@@ -506,7 +506,7 @@ class VeltApi:
             429: Reply(VeltError, "RESOURCE_EXHAUSTED (see Retry-After)"),
             503: Reply(VeltError, "UNAVAILABLE (see Retry-After)"),
         }
-        security = [{"veltAuthToken": []}, {"bearer": []}, {"apiKey": []}]
+        security: list[dict[str, list[str]]] = [{"veltAuthToken": []}, {"bearer": []}, {"apiKey": []}]
         openapi.security_scheme(
             "veltAuthToken",
             {"type": "apiKey", "in": "header", "name": "x-velt-auth-token", "description": VeltHeaders.__doc__},
