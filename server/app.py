@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +29,7 @@ from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .broker import Broker
 from .config import Settings, load_settings
+from .devsecret import dev_secret
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError
@@ -152,8 +152,9 @@ class FeedApp:
         self.redis_url = url
         secret = s.auth.jwt_secret
         if not secret and "HS256" in s.auth.jwt_algorithms:
-            secret = secrets.token_urlsafe(32)
-            log.warning("no [auth] jwt_secret configured: using a random one for this run (dev only): %s", secret)
+            kept = dev_secret(s.redis.data_dir)
+            secret = kept.secret
+            log.warning("no [auth] jwt_secret configured: using the dev secret kept in %s (dev only)", kept.path)
         self.jwt_secret = secret
 
         self.metrics = Metrics()

@@ -27,41 +27,56 @@ from .protocol_models import (
 REF = "#/components/schemas/{model}"
 CHANNEL = "feeds"
 
-#: client command → (its model, the replies it gets, an example).
-COMMANDS: dict[str, tuple[type[BaseModel], tuple[type[BaseModel], ...], dict[str, Any]]] = {
-    "auth": (protocol.Auth, (Welcome, Error), {"type": "auth", "token": "<JWT>", "ref": 1}),
+#: client command → (its model, the replies it gets, what it does, an example).
+COMMANDS: dict[str, tuple[type[BaseModel], tuple[type[BaseModel], ...], str, dict[str, Any]]] = {
+    "auth": (
+        protocol.Auth,
+        (Welcome, Error),
+        "Authenticate the connection with a JWT (first message, unless the handshake had credentials)",
+        {"type": "auth", "token": "<JWT>", "ref": 1},
+    ),
     "subscribe": (
         protocol.Subscribe,
         (Subscribed, Error),
+        "Receive the feed's events; with since, first the changes missed after that cursor",
         {"type": "subscribe", "feed": "booking:f4d1", "since": {"seq": 41, "epoch": "01KAZ8Y0"}, "ref": 2},
     ),
-    "unsubscribe": (protocol.Unsubscribe, (Unsubscribed, Error), {"type": "unsubscribe", "feed": "booking:f4d1"}),
+    "unsubscribe": (
+        protocol.Unsubscribe,
+        (Unsubscribed, Error),
+        "Stop receiving the feed's events",
+        {"type": "unsubscribe", "feed": "booking:f4d1"},
+    ),
     "publish": (
         protocol.Publish,
         (Ack, Error),
+        "Add one activity (activity) or a batch (activities), as POST /v1/feeds/{feed}/activities",
         {"type": "publish", "feed": "booking:f4d1", "activity": {"verb": "comment", "object": "f4d1"}, "ref": 3},
     ),
     "update": (
         protocol.Update,
         (Ack, Error),
-        {
-            "type": "update",
-            "feed": "booking:f4d1",
-            "id": "01KAZ8Y0A1B2C3D4E5F6G7H8J9",
-            "activity": {"verb": "v", "object": "o"},
-        },
+        "Replace an activity, as PUT (version: optional precondition)",
+        {"type": "update", "feed": "booking:f4d1", "id": "01KAZ8Y0A1B2C3D4E5F6G7H8J9", "activity": {"verb": "v"}},
     ),
     "patch": (
         protocol.Patch,
         (Ack, Error),
+        "Set/unset dotted paths of an activity, as PATCH",
         {"type": "patch", "feed": "booking:f4d1", "id": "01KAZ8Y0A1B2C3D4E5F6G7H8J9", "set": {"text": "edited"}},
     ),
     "delete": (
         protocol.Delete,
         (Ack, Error),
+        "Remove an activity by id, or every activity with a foreign_id",
         {"type": "delete", "feed": "booking:f4d1", "id": "01KAZ8Y0A1B2C3D4E5F6G7H8J9"},
     ),
-    "ping": (protocol.Ping, (Pong,), {"type": "ping", "ref": 4}),
+    "ping": (
+        protocol.Ping,
+        (Pong,),
+        "Check the connection (the server also pings idle ones)",
+        {"type": "ping", "ref": 4},
+    ),
 }
 
 #: Frames the server sends without being asked.
@@ -87,14 +102,16 @@ class AsyncApi:
     def __init__(self) -> None:
         self.schemas: dict[str, Any] = {}
         self.messages: dict[str, Any] = {}
-        for kind, (model, replies, example) in COMMANDS.items():
-            self._message(kind, model, example)
+        for kind, (model, replies, summary, example) in COMMANDS.items():
+            self._message(kind, model, example, summary)
             for reply in replies:
                 self._message(_name(reply), reply)
         for event in EVENTS:
             self._message(_name(event), event)
 
-    def _message(self, name: str, model: type[BaseModel], example: dict[str, Any] | None = None) -> None:
+    def _message(
+        self, name: str, model: type[BaseModel], example: dict[str, Any] | None = None, summary: str = ""
+    ) -> None:
         if name in self.messages:
             return
         schema = model.model_json_schema(ref_template=REF)
@@ -105,7 +122,7 @@ class AsyncApi:
         message: dict[str, Any] = {
             "name": name,
             "title": model.__name__,
-            "summary": doc.split("\n")[0],
+            "summary": summary or doc.split("\n")[0],
             "contentType": "application/json",
             "payload": {"$ref": REF.format(model=model.__name__)},
         }
@@ -121,12 +138,12 @@ class AsyncApi:
             return {"$ref": f"#/channels/{CHANNEL}/messages/{name}"}
 
         operations: dict[str, Any] = {}
-        for kind, (model, replies, _) in COMMANDS.items():
+        for kind, (_, replies, summary, _) in COMMANDS.items():
             operations[kind] = {
                 "action": "receive",
                 "channel": channel_ref,
                 "title": f"{kind} command",
-                "summary": (model.__doc__ or "").strip().split("\n")[0],
+                "summary": summary,
                 "messages": [msg(kind)],
                 "reply": {"channel": channel_ref, "messages": [msg(_name(r)) for r in replies]},
             }
@@ -139,7 +156,6 @@ class AsyncApi:
                 "summary": (event.__doc__ or "").strip().split("\n")[0],
                 "messages": [msg(name)],
             }
-        close_codes = "; ".join(f"{code} {text}" for code, text in CLOSE_CODES.items())
         return {
             "asyncapi": "3.0.0",
             "info": {
@@ -147,9 +163,10 @@ class AsyncApi:
                 "version": __version__,
                 "description": "JSON text frames on one WebSocket per client. Every client message may carry "
                 "`ref` (a string or a number); its reply echoes it. Authenticate in the handshake "
-                "(`Authorization: Bearer <JWT>`) or with an `auth` message first. Close codes: "
-                f"{close_codes}. The HTTP API is described at [/openapi.json](/openapi.json).",
+                "(`Authorization: Bearer <JWT>`) or with an `auth` message first. Close codes are listed "
+                "in `x-close-codes`. The HTTP API is described at [/openapi.json](/openapi.json).",
             },
+            "x-close-codes": CLOSE_CODES,
             "defaultContentType": "application/json",
             "servers": {
                 "this": {

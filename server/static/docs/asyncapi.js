@@ -36,11 +36,44 @@
     return out;
   }
 
+  // "string", "integer ≥ 1", "Activity", "string | null", "\"subscribe\"" …
+  function typeOf(doc, s) {
+    if (!s) return "any";
+    if (s.$ref) return s.$ref.split("/").pop();
+    if (s.const !== undefined) return JSON.stringify(s.const);
+    if (s.enum) return s.enum.map(function (v) { return JSON.stringify(v); }).join(" | ");
+    if (s.anyOf || s.oneOf) return (s.anyOf || s.oneOf).map(function (x) { return typeOf(doc, x); }).join(" | ");
+    if (s.type === "array") return typeOf(doc, s.items) + "[]";
+    var t = s.type || (s.properties ? "object" : "any");
+    if (s.minimum !== undefined) t += " ≥ " + s.minimum;
+    if (s.maxLength !== undefined) t += " (≤ " + s.maxLength + " chars)";
+    return t;
+  }
+
+  function fields(doc, schema) {
+    var s = deref(doc, schema);
+    var required = s.required || [];
+    var rows = Object.keys(s.properties || {}).map(function (name) {
+      var p = s.properties[name];
+      return el("tr", {}, [
+        el("td", {}, [el("code", { text: name })]),
+        el("td", { text: typeOf(doc, p) }),
+        el("td", { text: required.indexOf(name) >= 0 ? "required" : "" }),
+        el("td", { text: p.description || "" }),
+      ]);
+    });
+    return el("table", {}, rows);
+  }
+
   function message(doc, ref) {
     var msg = deref(doc, ref);
     var box = el("div", {}, [
       el("h4", { text: msg.title + " — " + (msg.summary || "") }),
-      el("pre", { text: JSON.stringify(inline(doc, msg.payload, []), null, 2) }),
+      fields(doc, msg.payload),
+      el("details", {}, [
+        el("summary", { text: "JSON schema" }),
+        el("pre", { text: JSON.stringify(inline(doc, msg.payload, []), null, 2) }),
+      ]),
     ]);
     (msg.examples || []).forEach(function (ex) {
       box.appendChild(el("p", { text: "Example:" }));
@@ -105,6 +138,11 @@
     root.appendChild(el("h2", { text: "Events (server → client)" }));
     Object.keys(ops).filter(function (n) { return ops[n].action === "send"; })
       .forEach(function (n) { root.appendChild(operation(doc, n, ops[n])); });
+    root.appendChild(el("h2", { text: "Close codes" }));
+    var codes = doc["x-close-codes"] || {};
+    root.appendChild(el("table", {}, Object.keys(codes).map(function (c) {
+      return el("tr", {}, [el("td", {}, [el("code", { text: c })]), el("td", { text: codes[c] })]);
+    })));
     root.appendChild(el("h2", { text: "Try it" }));
     root.appendChild(console_(doc));
   }).catch(function (err) { root.textContent = "Could not load /asyncapi.json: " + err; });
