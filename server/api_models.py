@@ -145,8 +145,17 @@ class ActivityList(BaseModel):
 class Page(BaseModel):
     """One history page, newest first; ``next`` is the URL of the following page (null at the end)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"results": [], "next": None, "hidden": 3}]},
+    )
+
     results: list[Activity]
     next: str | None
+    hidden: int = Field(
+        ge=0,
+        description="How many activities scanned for this page the caller may not see (their audience "
+        "leaves the caller out); only their number is told. 0 for feed admins.",
+    )
 
 
 class NotificationPage(BaseModel):

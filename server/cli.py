@@ -230,7 +230,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         "log_level": s.log_level,
         "timeout_graceful_shutdown": s.shutdown_timeout,
-        "access_log": s.log_level == "debug",
+        "access_log": s.access_log or s.log_level == "debug",
     }
 
 

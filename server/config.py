@@ -57,6 +57,7 @@ class ServerSettings(_Section):
     per_message_deflate: bool = False
     demo: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
 
 
 class RedisSettings(_Section):

@@ -153,7 +153,8 @@ class NativeApi:
         principal = await principal_of(request, self.auth)
         page = await self.service.read(principal, request.path_params["feed"], self._page_query(request))
         next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
-        return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b'],"next":' + dumps(next_url) + b"}")
+        tail = dumps({"next": next_url, "hidden": page.hidden})[1:]
+        return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b"]," + tail)
 
     async def get_activity(self, request: Request) -> Response:
         """One activity (404 when missing or hidden), with its version as ``ETag``."""

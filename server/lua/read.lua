@@ -9,8 +9,9 @@
 -- Bounds are activity ids ("" for none). A bound that is no longer in the feed is placed by its
 -- score (the time inside a ULID, "" if the id is not a ULID). "desc" walks from the newest end
 -- of the window, "asc" from the oldest (the nearest ones above an id_gt bound).
--- Returns {"ok", last_examined_id, exhausted ("1"|""), n, id_1..id_n, body_1..body_n} in walking
--- order, or {"bad", message}.
+-- Returns {"ok", last_examined_id, exhausted ("1"|""), n, id_1..id_n, body_1..body_n, hidden} in
+-- walking order, or {"bad", message}. hidden: examined activities that match the filters but that
+-- the reader may not see (their number only, so a reader can be told that some exist).
 local CHUNK = 200
 
 -- How many activities sort above `id` (its rank, whether or not it is still in the feed).
@@ -63,6 +64,8 @@ local function line_of_body(id)
   return table.concat(parts, '\31')
 end
 
+local hidden = 0
+
 -- The same rule as acl.Viewer.can_see, plus the filters.
 local function wanted(line)
   if not line then return false end
@@ -72,12 +75,16 @@ local function wanted(line)
   if verb_filter ~= '' and verb ~= verb_filter then return false end
   if actor_filter ~= '' and actor ~= actor_filter then return false end
   if sees_all or (sub ~= '' and actor == sub) then return true end
+  hidden = hidden + 1 -- taken back below when the audience lets the reader see it
   for token in string.gmatch(tokens, '\31([^\31]+)') do
-    if token == 'p' then return true end
-    if sub ~= '' then
-      if token == 'e' or (token == 'm' and member) then return true end
+    local visible = token == 'p'
+    if sub ~= '' and not visible then
       local kind, id = string.sub(token, 1, 1), string.sub(token, 3)
-      if (kind == 'i' and id == sub) or (kind == 'r' and roles[id]) then return true end
+      visible = token == 'e' or (token == 'm' and member) or (kind == 'i' and id == sub) or (kind == 'r' and roles[id])
+    end
+    if visible then
+      hidden = hidden - 1
+      return true
     end
   end
   return false
@@ -120,4 +127,5 @@ for i = 1, #ids, 512 do
     out[#out + 1] = body or ''
   end
 end
+out[#out + 1] = hidden
 return out
