@@ -87,6 +87,7 @@ CLOSE_CODES = {
     "1009": "A frame over [server] max_frame_bytes",
     "1012": "Server restarting",
     "4001": "Unauthenticated: bad or expired token, or no auth message within auth_timeout",
+    "4003": "Forbidden (the close code of a forbidden error, when one ends a connection)",
     "4008": "Slow consumer: the bounded outbound queue overflowed",
     "4029": "Rate limited: over [server] ws_rate_limit",
 }

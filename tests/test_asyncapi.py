@@ -150,3 +150,15 @@ async def test_real_frames_fit_the_description(server):
     assert kinds >= {"welcome", "subscribed", "ack", "activity", "error", "pong", "unsubscribed", "notifications"}
     for frame in frames:
         check_frame(doc, orjson.dumps(frame))
+
+
+def test_close_codes_of_errors_are_described(doc):
+    """Every FeedError that carries a WebSocket close code has it listed in the description."""
+    from server import errors
+
+    codes = {
+        cls.close_code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.FeedError) and cls.close_code is not None
+    }
+    assert codes >= {4001, 4029} and {str(c) for c in codes} <= set(doc["x-close-codes"])
