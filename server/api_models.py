@@ -238,7 +238,13 @@ class PatchRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"set": {"text": "Moved to 3 pm", "guests": 3}}]},
+        json_schema_extra={
+            "examples": [{"set": {"text": "Moved to 3 pm", "guests": 3}}],
+            "anyOf": [  # at least one path to set or unset
+                {"required": ["set"], "properties": {"set": {"minProperties": 1}}},
+                {"required": ["unset"], "properties": {"unset": {"minItems": 1}}},
+            ],
+        },
     )
 
     set: dict[str, Any] = Field(default_factory=dict, max_length=25)

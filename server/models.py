@@ -286,7 +286,18 @@ class ActorRef(BaseModel):
 class Attachment(BaseModel):
     """One attachment: a ``file`` (by id), a ``link`` (by url) or a ``video`` (id or url)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={  # what _has_ref checks
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": kind}}},
+                    "then": {"anyOf": [{"required": [f], "properties": {f: {"type": "string"}}} for f in fields]},
+                }
+                for kind, fields in (("file", ("id",)), ("link", ("url",)), ("video", ("id", "url")))
+            ]
+        },
+    )
 
     type: Literal["file", "link", "video"]
     id: ShortText | None = None

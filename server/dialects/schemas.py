@@ -44,7 +44,10 @@ class WinkEntryIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "anyOf": [{"required": ["comment"]}, {"required": ["i18nKey"]}],
+            "anyOf": [
+                {"required": ["comment"], "properties": {"comment": {"type": "string"}}},
+                {"required": ["i18nKey"], "properties": {"i18nKey": {"type": "string"}}},
+            ],
             "examples": [{"acl": "MEMBERS", "entityIdentifier": "booking-f4d1", "comment": "Guest arrives at 3 pm"}],
         },
     )
@@ -69,7 +72,10 @@ class WinkEntryUpdate(WinkEntryIn):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "anyOf": [{"required": ["comment"]}, {"required": ["i18nKey"]}],
+            "anyOf": [
+                {"required": ["comment"], "properties": {"comment": {"type": "string"}}},
+                {"required": ["i18nKey"], "properties": {"i18nKey": {"type": "string"}}},
+            ],
             "examples": [
                 {"acl": "MEMBERS", "entityIdentifier": "booking-f4d1", "comment": "Guest arrives at 4 pm", "version": 1}
             ],
@@ -336,8 +342,8 @@ class EntryAttachment(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     type_: Literal["file", "link", "video"] = Field("file", alias="@type")
-    id: str | None = None
-    url: str | None = None
+    id: NonEmpty | None = None
+    url: NonEmpty | None = None
 
 
 class EntryTarget(BaseModel):
