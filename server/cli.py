@@ -270,7 +270,8 @@ def dev_banner(kept: DevSecret, host: str, port: int, config_path: str | None = 
         f"    {token}",
         f"  Try:        curl -H 'Authorization: Bearer {token}' {base}/v1/feeds/demo:lobby/activities",
         f"  Mint more:  {token_command(config_path)} --sub alice --feed 'demo:*=read,write' --name Alice",
-        f"  Docs:       {base}/docs" + (f"    Dashboard: {base}/demo/" if demo else ""),
+        f"  Docs:       {base}/docs#token={token}   (try the API, already authorized)",
+        *([f"  Dashboard:  {base}/demo/?token={token}&feed=demo:lobby"] if demo else []),
         "",
     ]
     return "\n".join(lines)

@@ -75,7 +75,7 @@ async def test_banner_commands_work_as_pasted_and_survive_a_restart(tmp_path, re
         assert proc.stdout is not None
         banner = ""
         async with asyncio.timeout(30):
-            while "Docs:" not in banner:
+            while "Dashboard:" not in banner:
                 line = await proc.stdout.readline()
                 assert line, banner
                 banner += line.decode()
@@ -108,6 +108,8 @@ async def test_banner_commands_work_as_pasted_and_survive_a_restart(tmp_path, re
             assert posted.status_code == 201, posted.text
             root = await http.get("/")
             assert root.json()["docs"] == "/docs" and root.json()["demo"] == "/demo/"
+            dashboard = re.search(r"Dashboard:\s+(\S+)", banner)
+            assert dashboard and (await http.get(dashboard.group(1))).status_code == 200
     finally:
         await stop(proc)
     proc, banner = await start()
