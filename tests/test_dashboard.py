@@ -438,3 +438,27 @@ async def test_dashboard_for_a_reader(start: Starter, page: Any, console: Consol
         await page.keyboard.press("Escape")
         await page.locator(".notif-panel").wait_for(state="hidden")
     assert console.unexpected() == []
+
+
+async def test_docs_try_it_with_a_token(start: Starter, page: Any, console: Console) -> None:
+    """/docs renders the generated description offline and its try-it calls the API with the given token."""
+    srv = await start()
+    token = srv.token("alice", FEEDS, name="Alice")
+    await write(srv, token, "room:docs", {"verb": "say", "object": "o", "text": "seen through the docs"})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    async with asyncio.timeout(60):
+        await page.goto(f"{srv.base}/docs#token={token}")
+        op = page.locator("#operations-activities-get_feeds_feed_activities")
+        await op.wait_for()
+        await op.locator(".opblock-summary").click()
+        await op.locator("input[placeholder=feed]").fill("room:docs")
+        await op.locator("button.execute").click()
+        status = op.locator(".live-responses-table tr.response .response-col_status").first
+        await status.wait_for()
+        assert (await status.inner_text()).strip() == "200"
+        assert "seen through the docs" in await op.locator(".live-responses-table").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "docs.png"))
+    assert all(url.startswith(srv.base) or url.startswith("data:") for url in requests), requests  # offline
+    assert console.unexpected() == []
