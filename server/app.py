@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +22,11 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
 from .backends.base import Pipeline
@@ -35,6 +35,7 @@ from .backends.pipeline import Batcher
 from .backends.sentinel import close_sentinel_pool, sentinel_pool
 from .broker import Broker
 from .config import Settings, load_settings, redis_db
+from .devsecret import dev_secret
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError, Unavailable
@@ -61,6 +62,8 @@ log = logging.getLogger("feedserver")
 
 #: The live dashboard (client_example/web), served at /demo/ when [server] demo is on.
 DEMO_DIR = Path(__file__).resolve().parent.parent / "client_example" / "web"
+#: The interactive API docs (Swagger UI and the AsyncAPI page), installed with the package.
+DOCS_DIR = Path(__file__).resolve().parent / "static" / "docs"
 
 Scope = dict[str, Any]
 
@@ -156,8 +159,9 @@ class FeedApp:
         self.redis_url = url
         secret = s.auth.jwt_secret
         if not secret and "HS256" in s.auth.jwt_algorithms:
-            secret = secrets.token_urlsafe(32)
-            log.warning("no [auth] jwt_secret configured: using a random one for this run (dev only): %s", secret)
+            kept = dev_secret(s.redis.data_dir)
+            secret = kept.secret
+            log.warning("no [auth] jwt_secret configured: using the dev secret kept in %s (dev only)", kept.path)
         self.jwt_secret = secret
 
         self.metrics = Metrics()
@@ -229,14 +233,19 @@ class FeedApp:
             auth_timeout=s.server.auth_timeout,
             close_timeout=s.server.close_timeout,
         )
-        self.openapi = OpenApi()
+        self.openapi = OpenApi(
+            max_batch=s.feeds.max_batch, max_page=s.feeds.max_page, max_activity_bytes=s.feeds.max_activity_bytes
+        )
+        self.asyncapi = AsyncApi()
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
             *dialect_routes(self.service, self.auth, self.openapi, max_body),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
+            Route("/asyncapi.json", self._asyncapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
+            Mount("/docs/static", app=StaticFiles(directory=DOCS_DIR), name="docs"),
         ]
         if s.server.demo and DEMO_DIR.is_dir():
             routes.append(Mount("/demo", app=StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
@@ -314,8 +323,11 @@ class FeedApp:
     async def _openapi_json(self, request: Request) -> Response:
         return json_response(self.openapi.document())
 
+    async def _asyncapi_json(self, request: Request) -> Response:
+        return json_response(self.asyncapi.document(request.headers.get("host") or request.url.netloc))
+
     async def _docs(self, request: Request) -> Response:
-        return HTMLResponse(self.openapi.html())
+        return FileResponse(DOCS_DIR / "index.html", media_type="text/html")
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:

@@ -60,6 +60,7 @@ class ServerSettings(_Section):
     max_body_readers: int = Field(256, ge=1)
     demo: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
 
 
 class RedisSettings(_Section):

@@ -104,6 +104,7 @@ class Page:
 
     bodies: list[bytes]
     next: dict[str, Any] | None
+    hidden: int = 0  # activities scanned for this page that the caller may not see
 
 
 class FeedService:
@@ -611,7 +612,7 @@ class FeedService:
         bodies_out = [raw for _, raw in page]
         if ascending:
             bodies_out.reverse()
-        return Page(bodies_out, next_query)
+        return Page(bodies_out, next_query, found.hidden)
 
     # -- live ----------------------------------------------------------------------------------
 
