@@ -224,10 +224,15 @@ class FeedApp:
         )
         self.openapi = OpenApi()
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
+        from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
+
+        getstream = getstream_routes(
+            self.service, s.getstream, self.redis, self.keys, max_body_bytes=max_body, timeout=s.redis.command_timeout
+        )
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
-            *dialect_routes(self.service, self.auth, self.openapi, max_body),
+            *dialect_routes(self.service, self.auth, self.openapi, max_body, extra=getstream),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
         ]
