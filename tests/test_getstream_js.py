@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import stream
-
 from conftest import RunningServer
 from getstream_support import GETSTREAM, GS_APP, GS_KEY, GS_SECRET, in_thread, js_ready, start_node
 
@@ -162,10 +161,11 @@ async def test_js_subscribe_applies_the_audience_rule(gs: RunningServer) -> None
             ("hidden-role", ["role:accounting"]),
             ("seen-alice", ["identity:alice"]),
         ):
-            response = await native.post("/v1/feeds/user:alice/activities", json={"verb": verb, "object": "o", "audience": audience})
+            response = await native.post(
+                "/v1/feeds/user:alice/activities", json={"verb": verb, "object": "o", "audience": audience}
+            )
             assert response.status_code == 201, response.text
         out = await run.finish(30)
     finally:
         run.kill()
     assert [m["new"][0]["verb"] for m in out["received"]["alice"]] == ["seen-everyone", "seen-alice"]
-

@@ -141,7 +141,8 @@ class BayeuxEndpoint:
         self.keys = keys
         self.app_id = settings.app_id
         self.hold = settings.bayeux_timeout
-        self.ttl = max(int(settings.bayeux_client_ttl), int(settings.bayeux_timeout) + 5)
+        # A held connect must not outlive its client: the TTL covers the hold and a reconnect.
+        self.ttl_ms = int(max(settings.bayeux_client_ttl, settings.bayeux_timeout + 1) * 1000)
         self.max_queue = settings.bayeux_queue
         self.timeout = timeout
         # client id → channel → peers (one per candidate feed), for subscriptions held here
@@ -282,9 +283,9 @@ class BayeuxEndpoint:
             return None
         meta, queue, subs = self.keys.bayeux_client(client_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.expire(meta, self.ttl)
-            pipe.expire(queue, self.ttl)
-            pipe.expire(subs, self.ttl)
+            pipe.pexpire(meta, self.ttl_ms)
+            pipe.pexpire(queue, self.ttl_ms)
+            pipe.pexpire(subs, self.ttl_ms)
             alive, _, _ = await asyncio.wait_for(pipe.execute(), self.timeout)
         return client_id if alive else None
 
@@ -299,7 +300,7 @@ class BayeuxEndpoint:
     async def _handshake(self, message: Mapping[str, Any]) -> dict[str, Any]:
         client_id = secrets.token_hex(16)
         meta, _, _ = self.keys.bayeux_client(client_id)
-        await asyncio.wait_for(self.redis.set(meta, str(time.time()), ex=self.ttl), self.timeout)
+        await asyncio.wait_for(self.redis.set(meta, str(time.time()), px=self.ttl_ms), self.timeout)
         return {
             **_reply(message),
             "clientId": client_id,
@@ -330,7 +331,7 @@ class BayeuxEndpoint:
             plans.append((channel, feeds))
         _, _, subs = self.keys.bayeux_client(client_id)
         await asyncio.wait_for(self.redis.sadd(subs, *channels), self.timeout)
-        await self.redis.expire(subs, self.ttl)
+        await self.redis.pexpire(subs, self.ttl_ms)
         for channel, feeds in plans:
             if channel in self._local.get(client_id, {}):
                 continue
@@ -413,7 +414,7 @@ class BayeuxEndpoint:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(queue, item)
                 pipe.ltrim(queue, -self.max_queue, -1)
-                pipe.expire(queue, self.ttl)
+                pipe.pexpire(queue, self.ttl_ms)
                 await asyncio.wait_for(pipe.execute(), self.timeout)
         except Exception as exc:  # Redis trouble: the delivery is lost, as a dropped connection's would be
             log.warning("bayeux delivery to %s lost: %s", client_id, exc)
@@ -437,7 +438,7 @@ class BayeuxEndpoint:
 
     async def _sweep(self) -> None:
         """Drop local subscriptions whose client expired, disconnected or unsubscribed elsewhere."""
-        interval = max(1.0, min(5.0, self.ttl / 4))
+        interval = max(0.5, min(5.0, self.ttl_ms / 4000))
         while self._local:
             await asyncio.sleep(interval)
             for client_id, channels in list(self._local.items()):

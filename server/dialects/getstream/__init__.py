@@ -35,9 +35,9 @@ def getstream_routes(
     from ..bayeux import BayeuxEndpoint
 
     auth = GetStreamAuth(settings.api_key, settings.api_secret)
-    api = GetStreamApi(
-        service, auth, ActivityIndex(redis, keys, settings.app_id, timeout), max_body_bytes=max_body_bytes
-    )
+    index = ActivityIndex(redis, keys, settings.app_id, timeout)
+    service.after_post.append(index.record_bodies)
+    api = GetStreamApi(service, auth, index, max_body_bytes=max_body_bytes)
     bayeux = BayeuxEndpoint(service, auth, redis, keys, settings, timeout=timeout)
     return [*bayeux.routes(), *api.routes()]
 

@@ -154,10 +154,8 @@ class GetStreamApi:
     async def _post(self, caller: Caller, feed: str, items: list[dict[str, Any]], sub: str | None) -> list[Any]:
         targets = {t for item in items for t in item.get("to") or ()}
         principal = caller.principal([feed], sub=sub, targets=targets)
-        bodies = await self.service.post(principal, feed, items, batch=True)
-        docs = [orjson.loads(b) for b in bodies]
-        await self.index.record((d["id"], feed, d.get("foreign_id") or "", d["time"]) for d in docs)
-        return docs
+        bodies = await self.service.post(principal, feed, items, batch=True)  # indexed by the after_post hook
+        return [orjson.loads(b) for b in bodies]
 
     async def add(self, request: Request, caller: Caller) -> tuple[int, dict[str, Any]]:
         """``POST feed/{slug}/{id}/``: one activity (→ it) or ``{"activities": [...]}`` (→ them)."""

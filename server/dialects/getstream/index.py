@@ -3,15 +3,17 @@
 GetStream addresses activities app-wide (``GET activities/?ids=``, ``POST activities/`` by
 ``foreign_id`` + ``time``, ``POST activity/`` by id); our store keeps them per feed. Writes through
 this API record the feeds holding each activity in two hashes (``Keys.getstream_index``); readers
-always confirm with the feed itself, so an entry left behind by a native delete only costs a miss
-(and is dropped when met). Activities written through the native API are not indexed: they are
-found through their feeds.
+always confirm with the feed itself, so an entry left behind by a native delete only costs a miss.
+Every ``FeedService.post`` (native API, other dialects, GetStream) records its activities through
+the ``after_post`` hook, so anything written anywhere is addressable the GetStream way.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 
+import orjson
 from redis.asyncio import Redis
 
 from ...errors import Unavailable
@@ -32,30 +34,25 @@ class ActivityIndex:
         return f"{foreign_id}\x00{stored_time}"
 
     async def record(self, entries: Iterable[tuple[str, str, str, str]]) -> None:
-        """Add ``(id, feed, foreign_id, stored time)`` entries (feeds accumulate per activity)."""
-        entries = list(entries)
-        if not entries:
-            return
-        ids = sorted({e[0] for e in entries})
-        pairs = sorted({self.pair(e[2], e[3]) for e in entries if e[2]})
-        known = await self._get(ids, pairs)
-        by_id = dict(zip(ids, known[: len(ids)], strict=True))
-        by_pair = dict(zip(pairs, known[len(ids) :], strict=True))
+        """Add ``(id, feed, foreign_id, stored time)`` entries (feeds accumulate per activity); one
+        round trip (both hashes share a hash tag, so one script may touch them in a cluster)."""
+        args: list[str] = []
         for activity_id, feed, foreign_id, stored_time in entries:
-            by_id[activity_id] = _add(by_id[activity_id], feed)
-            if foreign_id:
-                key = self.pair(foreign_id, stored_time)
-                by_pair[key] = _add(by_pair[key], feed)
-        mapping_ids = {k: " ".join(v) for k, v in by_id.items()}
-        mapping_pairs = {k: " ".join(v) for k, v in by_pair.items()}
+            args += [activity_id, feed, self.pair(foreign_id, stored_time) if foreign_id else ""]
+        if not args:
+            return
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self.ids_key, mapping=mapping_ids)  # type: ignore[arg-type]
-                if mapping_pairs:
-                    pipe.hset(self.fids_key, mapping=mapping_pairs)  # type: ignore[arg-type]
-                await pipe.execute()
-        except Exception as exc:  # redis errors
+            await asyncio.wait_for(
+                self._redis.eval(_RECORD, 2, self.ids_key, self.fids_key, *args),
+                self._timeout,
+            )
+        except Exception as exc:  # redis errors and timeouts
             raise Unavailable("Redis is unavailable", retry_after=1.0) from exc
+
+    async def record_bodies(self, feed: str, bodies: Sequence[bytes]) -> None:
+        """``FeedService.after_post`` hook: index activities written through any API."""
+        docs = [orjson.loads(b) for b in bodies]
+        await self.record((d["id"], feed, d.get("foreign_id") or "", d["time"]) for d in docs)
 
     async def by_ids(self, ids: Sequence[str]) -> list[list[str]]:
         """The feeds recorded for each id ([] when unknown)."""
@@ -100,8 +97,22 @@ class ActivityIndex:
         return out
 
 
-def _add(feeds: list[str], feed: str) -> list[str]:
-    return feeds if feed in feeds else [*feeds, feed]
+#: KEYS ids, fids; ARGV triples (id, feed, fid pair or ""): append feed to each entry once.
+_RECORD = """
+local function add(key, field, feed)
+  local v = redis.call('HGET', key, field)
+  if not v then
+    redis.call('HSET', key, field, feed)
+  elseif (' ' .. v .. ' '):find(' ' .. feed .. ' ', 1, true) == nil then
+    redis.call('HSET', key, field, v .. ' ' .. feed)
+  end
+end
+for i = 1, #ARGV, 3 do
+  add(KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i + 2] ~= '' then add(KEYS[2], ARGV[i + 2], ARGV[i + 1]) end
+end
+return 1
+"""
 
 
 __all__ = ["ActivityIndex"]
