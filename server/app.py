@@ -260,6 +260,11 @@ class FeedApp:
 
     @staticmethod
     def _rate_limited(path: str, exc: FeedError) -> Response:
+        if path.startswith("/api/v1.0/"):  # GetStream clients read only GetStream's error shape
+            from .dialects.getstream.shapes import as_getstream, error_body
+
+            error = as_getstream(exc)
+            return json_response(error_body(error, "0.00ms"), error.status)
         return velt_error(exc) if path.startswith("/v2/activities/") else problem_response(exc, path)
 
     def begin_drain(self) -> None:

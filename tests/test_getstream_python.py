@@ -319,3 +319,12 @@ async def test_api_off_without_key(server_factory: Any) -> None:
     response = await srv.http().get("/api/v1.0/feed/user/x/", params={"api_key": "k"})
     assert response.status_code == 404
     assert (await srv.http().post("/faye", json=[{"channel": "/meta/handshake"}])).status_code in (404, 405)
+
+
+async def test_rate_limit_answers_in_getstream_shape(server_factory: Any) -> None:
+    """Over the HTTP rate limit, GetStream clients get GetStream's RateLimitReached (code 9)."""
+    srv = await server_factory(getstream=GETSTREAM, server={"http_rate_limit": "1/minute"})
+    token = _token(resource="*", action="*", feed_id="*")
+    assert (await _gs_call(srv, "GET", "feed/user/rl/", token))[0] == 200
+    status, body = await _gs_call(srv, "GET", "feed/user/rl/", token)
+    assert (status, body["code"], body["exception"]) == (429, 9, "RateLimitReached")
