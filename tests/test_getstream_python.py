@@ -282,6 +282,15 @@ async def test_wire_details(gs: RunningServer) -> None:
     assert page["results"] == [] and page["next"] == ""
     status, body = await _gs_call(gs, "GET", "no/such/endpoint/", token)
     assert (status, body["exception"]) == (404, "DoesNotExistException")
+    # Browsers: a preflight, then the call with any Origin.
+    preflight = await gs.http().options(
+        "/api/v1.0/feed/user/wire/",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Headers": "authorization,stream-auth-type"},
+    )
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
+    assert "Stream-Auth-Type" in preflight.headers["access-control-allow-headers"]
+    status, _ = await _gs_call(gs, "GET", "feed/user/wire/", token, headers={"Origin": "https://app.example"})
+    assert status == 200
 
 
 async def test_one_activity_model_with_the_native_api(gs: RunningServer) -> None:

@@ -49,6 +49,14 @@ DETACHED_FEED = "_getstream:detached"
 _FIXED = frozenset({"id", "foreign_id", "time", "origin"})
 _CAS_ATTEMPTS = 4
 
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_PREFLIGHT = {
+    **_CORS,
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Stream-Auth-Type, X-Stream-Client",
+    "Access-Control-Max-Age": "86400",
+}
+
 Handler = Callable[[Request, Caller], Awaitable[tuple[int, dict[str, Any]]]]
 
 
@@ -101,6 +109,7 @@ class GetStreamApi:
                 e(self.update_to_targets),
                 methods=["POST"],
             ),
+            Route(PREFIX + "/{rest:path}", self._preflight, methods=["OPTIONS"]),
             Route(
                 PREFIX + "/{rest:path}",
                 self._unknown,
@@ -118,15 +127,21 @@ class GetStreamApi:
                 status, body = await handler(request, caller)
             except FeedError as exc:
                 error = as_getstream(exc)
-                return json_response(error_body(error, _duration(started)), error.status)
-            body["duration"] = _duration(started)
-            return json_response(body, status)
+                status, body = error.status, error_body(error, _duration(started))
+            else:
+                body["duration"] = _duration(started)
+            return json_response(body, status, _CORS if "origin" in request.headers else None)
 
         return endpoint
 
     async def _unknown(self, request: Request) -> Response:
         error = does_not_exist(f"no such endpoint: {request.method} {request.url.path}")
-        return json_response(error_body(error, "0.00ms"), error.status)
+        return json_response(error_body(error, "0.00ms"), error.status, _CORS)
+
+    async def _preflight(self, request: Request) -> Response:
+        """Browsers call the API cross-origin (the JS client in a web app): any origin may, since
+        every call carries its token in a header, never a cookie."""
+        return Response(status_code=204, headers=_PREFLIGHT)
 
     @staticmethod
     def _feed(request: Request) -> str:
