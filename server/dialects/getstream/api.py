@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from ...acl import Principal
 from ...errors import FeedError, Forbidden, NotFound, PreconditionFailed
@@ -90,32 +90,26 @@ class GetStreamApi:
         self.index = index
         self.max_body_bytes = max_body_bytes
 
-    def routes(self) -> list[Route]:
-        """Starlette routes of the GetStream dialect (paths end with ``/``, as the clients send them)."""
+    def routes(self) -> list[BaseRoute]:
+        """Starlette routes of the GetStream dialect (paths end with ``/``, as the clients send them),
+        under one ``Mount`` so that requests elsewhere pay a single prefix test for all of them."""
         e = self._endpoint
         feed = "/feed/{slug}/{user_id}/"
-        return [
-            Route(PREFIX + "/feed/add_to_many/", e(self.add_to_many), methods=["POST"]),
-            Route(PREFIX + feed, e(self.add), methods=["POST"]),
-            Route(PREFIX + feed, e(self.read), methods=["GET"]),
-            Route(PREFIX + "/enrich" + feed, e(self.read), methods=["GET"]),
-            Route(PREFIX + feed + "{activity_id:path}", e(self.remove), methods=["DELETE"]),
-            Route(PREFIX + "/activities/", e(self.get_activities), methods=["GET"]),
-            Route(PREFIX + "/enrich/activities/", e(self.get_activities), methods=["GET"]),
-            Route(PREFIX + "/activities/", e(self.update_activities), methods=["POST"]),
-            Route(PREFIX + "/activity/", e(self.partial_update), methods=["POST"]),
-            Route(
-                PREFIX + "/feed_targets/{slug}/{user_id}/activity_to_targets/",
-                e(self.update_to_targets),
-                methods=["POST"],
-            ),
-            Route(PREFIX + "/{rest:path}", self._preflight, methods=["OPTIONS"]),
-            Route(
-                PREFIX + "/{rest:path}",
-                self._unknown,
-                methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            ),
+        routes: list[BaseRoute] = [
+            Route("/feed/add_to_many/", e(self.add_to_many), methods=["POST"]),
+            Route(feed, e(self.add), methods=["POST"]),
+            Route(feed, e(self.read), methods=["GET"]),
+            Route("/enrich" + feed, e(self.read), methods=["GET"]),
+            Route(feed + "{activity_id:path}", e(self.remove), methods=["DELETE"]),
+            Route("/activities/", e(self.get_activities), methods=["GET"]),
+            Route("/enrich/activities/", e(self.get_activities), methods=["GET"]),
+            Route("/activities/", e(self.update_activities), methods=["POST"]),
+            Route("/activity/", e(self.partial_update), methods=["POST"]),
+            Route("/feed_targets/{slug}/{user_id}/activity_to_targets/", e(self.update_to_targets), methods=["POST"]),
+            Route("/{rest:path}", self._preflight, methods=["OPTIONS"]),
+            Route("/{rest:path}", self._unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ]
+        return [Mount(PREFIX, routes=routes)]
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """Authenticate (key, then token), run, and answer in GetStream's shape with ``duration``."""

@@ -17,6 +17,7 @@ surface and its Bayeux endpoint.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ SERVER_SUB = "getstream:server"
 _READ_ALL: Rights = Right.READ | Right.MEMBER | Right.ADMIN
 _USER_OWN: Rights = Right.READ | Right.WRITE | Right.MEMBER
 _ACTIONS = ("read", "write", "delete")
+_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,9 @@ class GetStreamAuth:
     def __init__(self, api_key: str, api_secret: str) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
+        # token → (caller, exp). Only the exact string that verified hits (the clients send the same
+        # token for every call of a feed); expiry is re-checked on each use; the oldest goes first.
+        self._verified: dict[str, tuple[Caller, float | None]] = {}
 
     def check_key(self, api_key: str | None) -> None:
         """401 ``ApiKeyException`` (code 2) for a missing or unknown key: checked before the token."""
@@ -122,6 +127,11 @@ class GetStreamAuth:
         if not token:
             raise signature_error("missing Authorization token")
         token = token.removeprefix("Bearer ").strip()
+        hit = self._verified.get(token)
+        if hit is not None:
+            if hit[1] is None or hit[1] > time.time():
+                return hit[0]
+            del self._verified[token]
         try:
             claims = jwt.decode(
                 token,
@@ -131,7 +141,12 @@ class GetStreamAuth:
             )
         except jwt.PyJWTError as exc:
             raise signature_error(f"signature is invalid: {exc}") from None
-        return caller_of(claims)
+        caller = caller_of(claims)
+        exp = claims.get("exp")
+        if len(self._verified) >= _CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (caller, float(exp) if isinstance(exp, int | float) else None)
+        return caller
 
 
 def caller_of(claims: Mapping[str, Any]) -> Caller:

@@ -229,29 +229,32 @@ def _ref_text(value: Any) -> Any:
 
 
 def to_theirs(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored activity → GetStream's activity."""
+    """A stored activity → GetStream's activity (on every read: kept to plain dict operations)."""
+    get = doc.get
+    actor, obj, target, stored = get("actor"), get("object"), get("target"), get("time") or ""
     out: dict[str, Any] = {
-        "id": doc.get("id"),
-        "actor": _ref_text(doc.get("actor")),
-        "verb": doc.get("verb"),
-        "object": _ref_text(doc.get("object")),
-        "target": _ref_text(doc.get("target")) or "",
-        "foreign_id": doc.get("foreign_id") or "",
-        "time": their_time(str(doc.get("time", ""))),
+        "id": get("id"),
+        "actor": actor["id"] if type(actor) is dict and "id" in actor else actor,
+        "verb": get("verb"),
+        "object": obj["id"] if type(obj) is dict and "id" in obj else obj,
+        "target": (target["id"] if type(target) is dict and "id" in target else target) or "",
+        "foreign_id": get("foreign_id") or "",
+        "time": stored[:-1] + "000" if len(stored) == 24 and stored[-1] == "Z" else stored,
         "origin": None,
     }
     for name, value in doc.items():
-        if name in out or name in _HIDDEN:
-            continue
-        if name == "to":
-            if value:
-                out["to"] = value
-        elif name == "audience":
-            if value != DEFAULT_AUDIENCE:
-                out["audience"] = value
-        else:
+        if name not in _NOT_CUSTOM:
             out[name] = value
+    to, audience = get("to"), get("audience")
+    if to:
+        out["to"] = to
+    if audience and audience != DEFAULT_AUDIENCE:
+        out["audience"] = audience
     return out
+
+
+#: Stored fields ``to_theirs`` does not copy as custom fields (shown otherwise, or never).
+_NOT_CUSTOM = _HIDDEN | {"id", "actor", "verb", "object", "target", "foreign_id", "time", "to", "audience"}
 
 
 def keep_unchanged_refs(new: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
