@@ -26,6 +26,7 @@ from ...service import FeedService, PageQuery
 from .auth import Caller, GetStreamAuth
 from .index import ActivityIndex
 from .shapes import (
+    RenderCache,
     as_getstream,
     content_id,
     does_not_exist,
@@ -89,6 +90,7 @@ class GetStreamApi:
         self.auth = auth
         self.index = index
         self.max_body_bytes = max_body_bytes
+        self.render = RenderCache()
 
     def routes(self) -> list[BaseRoute]:
         """Starlette routes of the GetStream dialect (paths end with ``/``, as the clients send them),
@@ -245,7 +247,7 @@ class GetStreamApi:
             id_gte=q.get("id_gte") or None,
         )
         page = await self.service.read(caller.principal([feed]), feed, query)
-        results = [to_theirs(orjson.loads(b)) for b in page.bodies]
+        results = self.render.fragments(page.bodies)
         next_url = ""
         if page.next is not None:
             params = {**page.next, "api_key": self.auth.api_key}

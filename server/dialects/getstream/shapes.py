@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ...errors import (
     BadRequest,
     Conflict,
@@ -257,6 +259,33 @@ def to_theirs(doc: Mapping[str, Any]) -> dict[str, Any]:
 _NOT_CUSTOM = _HIDDEN | {"id", "actor", "verb", "object", "target", "foreign_id", "time", "to", "audience"}
 
 
+class RenderCache:
+    """Stored body bytes → the GetStream JSON of that activity, for reads (bounded; oldest first).
+
+    ``to_theirs`` is a pure function of the stored bytes, and a stored body changes with every
+    write (``version``, ``updated_at``), so a hit is always current: feeds read over and over (the
+    common case) cost a dictionary lookup per activity instead of a decode, reshape and encode.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._cache: dict[bytes, orjson.Fragment] = {}
+
+    def fragments(self, bodies: list[bytes]) -> list[orjson.Fragment]:
+        """Each body as a pre-encoded GetStream activity (``orjson.Fragment``, spliced when dumped)."""
+        cache = self._cache
+        out = []
+        for body in bodies:
+            fragment = cache.get(body)
+            if fragment is None:
+                fragment = orjson.Fragment(orjson.dumps(to_theirs(orjson.loads(body))))
+                if len(cache) >= self.size:
+                    del cache[next(iter(cache))]
+                cache[body] = fragment
+            out.append(fragment)
+        return out
+
+
 def keep_unchanged_refs(new: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
     """Where ``new`` (our input, from a GetStream body) names the same actor/object/target as the
     stored ``old`` by its id, keep the stored object form (a native ``{"id", "type"}`` survives an
@@ -294,6 +323,7 @@ def unset_dotted(doc: dict[str, Any], path: str) -> None:
 __all__ = [
     "DEFAULT_AUDIENCE",
     "GetStreamError",
+    "RenderCache",
     "api_key_error",
     "as_getstream",
     "content_id",
