@@ -337,3 +337,17 @@ async def test_rate_limit_answers_in_getstream_shape(server_factory: Any) -> Non
     assert (await _gs_call(srv, "GET", "feed/user/rl/", token))[0] == 200
     status, body = await _gs_call(srv, "GET", "feed/user/rl/", token)
     assert (status, body["code"], body["exception"]) == (429, 9, "RateLimitReached")
+
+
+async def test_index_forgets_activities_gone_elsewhere(gs: RunningServer) -> None:
+    """An activity deleted through the native API is not found by id any more, and its entry in
+    the GetStream id index is dropped when met."""
+    token = _token(resource="*", action="*", feed_id="*")
+    _, added = await _gs_call(gs, "POST", "feed/user/idx/", token, json={"actor": "a", "verb": "v", "object": "o"})
+    ids_key, _ = gs.app.keys.getstream_index(GS_APP)
+    assert await gs.app.redis.hget(ids_key, added["id"]) == b"user:idx"
+    native = gs.http(gs.token("admin", admin=True))
+    assert (await native.delete(f"/v1/feeds/user:idx/activities/{added['id']}")).status_code == 204
+    _, found = await _gs_call(gs, "GET", "activities/", token, params={"ids": added["id"]})
+    assert found["results"] == []
+    assert await gs.app.redis.hget(ids_key, added["id"]) is None

@@ -218,7 +218,7 @@ class GetStreamApi:
                 break
             except Forbidden:
                 continue
-            await self.index.forget(target, feed)
+            await self.index.forget([(target, "", feed)])
             break
         return 200, {"removed": target}
 
@@ -272,16 +272,22 @@ class GetStreamApi:
         by_pair = await self.index.by_pairs([(r[1], r[2]) for r in refs if not r[0]])
         it_id, it_pair = iter(by_id), iter(by_pair)
         out = []
+        misses: list[tuple[str, str, str]] = []
         for ref in refs:
             feeds = next(it_id) if ref[0] else next(it_pair)
             found = []
             for feed in feeds:
                 if caller.is_user or caller.covers_feed(feed):
                     principal = caller.principal([feed]) if not caller.is_user else _reader(caller, feed)
-                    doc = await self._find(principal, feed, ref)
-                    if doc is not None:
+                    [raw] = await self.service.store.find(feed, [ref])
+                    if raw is None:
+                        misses.append((ref[0], "" if ref[0] else self.index.pair(ref[1], ref[2]), feed))
+                        continue
+                    doc: dict[str, Any] = orjson.loads(raw)
+                    if principal.viewer(feed).can_see(doc):
                         found.append((feed, doc))
             out.append(found)
+        await self.index.forget(misses)
         return out
 
     async def get_activities(self, request: Request, caller: Caller) -> tuple[int, dict[str, Any]]:

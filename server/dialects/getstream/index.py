@@ -3,7 +3,8 @@
 GetStream addresses activities app-wide (``GET activities/?ids=``, ``POST activities/`` by
 ``foreign_id`` + ``time``, ``POST activity/`` by id); our store keeps them per feed. Writes through
 this API record the feeds holding each activity in two hashes (``Keys.getstream_index``); readers
-always confirm with the feed itself, so an entry left behind by a native delete only costs a miss.
+always confirm with the feed itself; a feed found not to hold the activity any more (deleted,
+trimmed) is dropped from the entry then, and a delete through this API drops it at once.
 Every ``FeedService.post`` (native API, other dialects, GetStream) records its activities through
 the ``after_post`` hook, so anything written anywhere is addressable the GetStream way.
 """
@@ -62,22 +63,14 @@ class ActivityIndex:
         """The feeds recorded for each (foreign_id, stored time)."""
         return await self._get([], [self.pair(f, t) for f, t in pairs])
 
-    async def forget(self, activity_id: str, feed: str, foreign_id: str = "", stored_time: str = "") -> None:
-        """Drop ``feed`` from an activity's entries (the whole entry when no feed is left)."""
-        pairs = [self.pair(foreign_id, stored_time)] if foreign_id else []
-        known = await self._get([activity_id], pairs)
+    async def forget(self, misses: Iterable[tuple[str, str, str]]) -> None:
+        """Drop feeds that no longer hold an activity: ``(activity id or "", pair or "", feed)``
+        each (``pair`` from ``pair()``). Entries left with no feed go; one atomic script."""
+        args = [x for miss in misses for x in miss]
+        if not args:
+            return
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, field, feeds in (
-                    (self.ids_key, activity_id, known[0]),
-                    *((self.fids_key, p, f) for p, f in zip(pairs, known[1:], strict=True)),
-                ):
-                    rest = [f for f in feeds if f != feed]
-                    if rest:
-                        pipe.hset(key, field, " ".join(rest))
-                    else:
-                        pipe.hdel(key, field)
-                await pipe.execute()
+            await asyncio.wait_for(self._redis.eval(_FORGET, 2, self.ids_key, self.fids_key, *args), self._timeout)
         except Exception as exc:
             raise Unavailable("Redis is unavailable", retry_after=1.0) from exc
 
@@ -96,6 +89,22 @@ class ActivityIndex:
             out += [v.decode().split(" ") if v else [] for v in values]
         return out
 
+
+#: KEYS ids, fids; ARGV triples (id or "", pair or "", feed): remove feed from those entries.
+_FORGET = """
+local function drop(key, field, feed)
+  local v = redis.call('HGET', key, field)
+  if not v then return end
+  local rest = {}
+  for f in v:gmatch('%S+') do if f ~= feed then rest[#rest + 1] = f end end
+  if #rest == 0 then redis.call('HDEL', key, field) else redis.call('HSET', key, field, table.concat(rest, ' ')) end
+end
+for i = 1, #ARGV, 3 do
+  if ARGV[i] ~= '' then drop(KEYS[1], ARGV[i], ARGV[i + 2]) end
+  if ARGV[i + 1] ~= '' then drop(KEYS[2], ARGV[i + 1], ARGV[i + 2]) end
+end
+return 1
+"""
 
 #: KEYS ids, fids; ARGV triples (id, feed, fid pair or ""): append feed to each entry once.
 _RECORD = """
