@@ -203,3 +203,36 @@ async def test_bounded_queues_and_idle_expiry(server_factory: Any) -> None:
     [gone] = await bayeux(http, connect_message(client_id))
     assert gone["successful"] is False
     assert "user:bx" not in srv.app.service.hub.rooms
+
+
+async def test_two_os_processes(tmp_path: Any, redis_url: str, prefix: str) -> None:
+    """The same across two real ``python -m server`` processes: handshake and subscribe on one,
+    /meta/connect on the other, the write through either."""
+    from faults import ServerProcess
+
+    a = ServerProcess(tmp_path, redis_url, prefix, name="a", getstream=GETSTREAM)
+    b = ServerProcess(tmp_path, redis_url, prefix, name="b", getstream=GETSTREAM)
+    try:
+        await a.start()
+        await b.start()
+        async with (
+            httpx.AsyncClient(base_url=a.base, timeout=10) as ha,
+            httpx.AsyncClient(base_url=b.base, timeout=10) as hb,
+        ):
+            client_id = await handshake(ha)
+            [sub] = await bayeux(ha, subscribe_message(client_id))
+            assert sub["successful"] is True
+            held = asyncio.create_task(bayeux(hb, connect_message(client_id)))
+            await asyncio.sleep(0.3)
+            response = await hb.post(
+                "/api/v1.0/feed/user/bx/",
+                params={"api_key": GS_KEY},
+                headers={"Authorization": WRITE_TOKEN},
+                json={"actor": "a", "verb": "v", "object": "across"},
+            )
+            assert response.status_code == 201, response.text
+            replies = await asyncio.wait_for(held, 10)
+            assert [r["data"]["new"][0]["object"] for r in replies[1:]] == ["across"]
+    finally:
+        a.stop()
+        b.stop()
