@@ -13,7 +13,7 @@ import logging
 import secrets
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -226,8 +226,15 @@ class FeedApp:
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
         from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
 
+        self.dialect_shutdown: list[Callable[[], Awaitable[None]]] = []
         getstream = getstream_routes(
-            self.service, s.getstream, self.redis, self.keys, max_body_bytes=max_body, timeout=s.redis.command_timeout
+            self.service,
+            s.getstream,
+            self.redis,
+            self.keys,
+            max_body_bytes=max_body,
+            timeout=s.redis.command_timeout,
+            on_shutdown=self.dialect_shutdown,
         )
 
         routes: list[BaseRoute] = [
@@ -292,6 +299,8 @@ class FeedApp:
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
             self.ws.close_all(1012, "server restarting")
+            for close in self.dialect_shutdown:
+                await close()
             await self.hub.close()
             await self.broker.close()
             await self.store.close()

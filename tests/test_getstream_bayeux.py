@@ -236,3 +236,22 @@ async def test_two_os_processes(tmp_path: Any, redis_url: str, prefix: str) -> N
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_stopped_holder_sends_its_clients_to_handshake(server_factory: Any) -> None:
+    """When the process holding a client's subscription stops, the client's next /meta/connect
+    (on another process) is told to handshake again; subscribing anew there delivers again."""
+    a = await server_factory(getstream=GETSTREAM)
+    b = await server_factory(getstream=GETSTREAM)
+    client_id = await handshake(a.http())
+    [sub] = await bayeux(a.http(), subscribe_message(client_id))
+    assert sub["successful"] is True
+    await a.stop()
+    [reply] = await bayeux(b.http(), connect_message(client_id))
+    assert reply["successful"] is False and reply["advice"]["reconnect"] == "handshake"
+    again = await handshake(b.http())
+    [sub] = await bayeux(b.http(), subscribe_message(again))
+    assert sub["successful"] is True
+    added = await add_activity(b)
+    replies = await bayeux(b.http(), connect_message(again))
+    assert [r["data"]["new"][0]["id"] for r in replies[1:]] == [added["id"]]

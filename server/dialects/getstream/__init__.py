@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .api import DETACHED_FEED, PREFIX, GetStreamApi
@@ -25,9 +26,17 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 
 def getstream_routes(
-    service: FeedService, settings: GetStreamSettings, redis: Redis, keys: Keys, *, max_body_bytes: int, timeout: float
+    service: FeedService,
+    settings: GetStreamSettings,
+    redis: Redis,
+    keys: Keys,
+    *,
+    max_body_bytes: int,
+    timeout: float,
+    on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
 ) -> list[BaseRoute]:
-    """The GetStream routes (``/api/v1.0/…`` and ``/faye``); none when ``api_key`` is empty."""
+    """The GetStream routes (``/api/v1.0/…`` and ``/faye``); none when ``api_key`` is empty.
+    ``on_shutdown`` receives what the app must await when it stops (the Bayeux endpoint's close)."""
     if not settings.api_key:
         return []
     if not settings.api_secret:
@@ -39,6 +48,8 @@ def getstream_routes(
     service.after_post.append(index.record_bodies)
     api = GetStreamApi(service, auth, index, max_body_bytes=max_body_bytes)
     bayeux = BayeuxEndpoint(service, auth, redis, keys, settings, timeout=timeout)
+    if on_shutdown is not None:
+        on_shutdown.append(bayeux.close)
     return [*bayeux.routes(), *api.routes()]
 
 
