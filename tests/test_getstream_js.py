@@ -169,3 +169,19 @@ async def test_js_subscribe_applies_the_audience_rule(gs: RunningServer) -> None
     finally:
         run.kill()
     assert [m["new"][0]["verb"] for m in out["received"]["alice"]] == ["seen-everyone", "seen-alice"]
+
+
+async def test_js_unsubscribe(gs: RunningServer) -> None:
+    """feed.unsubscribe() stops the deliveries."""
+    run = await start_node("unsubscribe", gs.base, user="unsub", wait=1500)
+    try:
+        await run.line(30)
+        client = _python_client(gs)
+        feed = client.feed("user", "unsub")
+        await in_thread(lambda: feed.add_activity({"actor": "a", "verb": "before", "object": "o"}))
+        assert (await run.line(30))["unsubscribed"] is True
+        await in_thread(lambda: feed.add_activity({"actor": "a", "verb": "after", "object": "o"}))
+        out = await run.finish(30)
+    finally:
+        run.kill()
+    assert [m["new"][0]["verb"] for m in out["received"]] == ["before"]

@@ -154,7 +154,24 @@ async function subscribe() {
   return { status, received };
 }
 
-const scenarios = { flat, errors, subscribe };
+// feed.subscribe, one message, feed.unsubscribe(); prints {"ready"}, then {"unsubscribed"}, then
+// everything received within cfg.wait ms.
+async function unsubscribe() {
+  const c = client();
+  const feed = c.feed('user', cfg.user);
+  const received = [];
+  await feed.subscribe((msg) => received.push(msg));
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+  while (received.length < 1) await new Promise((r) => setTimeout(r, 20));
+  feed.unsubscribe();
+  await new Promise((r) => setTimeout(r, 300)); // let the /meta/unsubscribe reach the server
+  process.stdout.write(JSON.stringify({ unsubscribed: true }) + '\n');
+  await new Promise((r) => setTimeout(r, cfg.wait || 1500));
+  c.fayeClient.disconnect();
+  return { received };
+}
+
+const scenarios = { flat, errors, subscribe, unsubscribe };
 scenarios[process.argv[2]]()
   .then((out) => {
     process.stdout.write(JSON.stringify(out) + '\n');
