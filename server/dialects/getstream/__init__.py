@@ -50,7 +50,7 @@ def getstream_routes(
     bayeux = BayeuxEndpoint(service, auth, redis, keys, settings, timeout=timeout)
     if on_shutdown is not None:
         on_shutdown.append(bayeux.close)
-    return [*bayeux.routes(), *api.routes()]
+    return [*api.routes(), *bayeux.routes()]
 
 
 __all__ = ["DETACHED_FEED", "PREFIX", "ActivityIndex", "Caller", "GetStreamApi", "GetStreamAuth", "getstream_routes"]
