@@ -130,14 +130,17 @@ async function subscribe() {
   const status = {};
   const clients = [];
   for (const sub of cfg.subscriptions) {
+    // shared: this feed lives on the first subscription's client (one faye client, one clientId);
+    // feedToken: the token given to client.feed() (e.g. one for another feed, signed elsewhere).
     let c;
-    if (sub.token === 'user') c = client(client().createUserToken(sub.id));
+    if (sub.shared) c = clients[0];
+    else if (sub.token === 'user') c = client(client().createUserToken(sub.id));
     else if (sub.token === 'other-secret') c = client('another-secret-entirely');
     else c = client();
     if (sub.noWebsocket) c.getFayeClient().disable('websocket');
-    clients.push(c);
+    if (!sub.shared) clients.push(c);
     received[sub.label] = [];
-    const feed = c.feed(sub.slug, sub.id);
+    const feed = sub.feedToken ? c.feed(sub.slug, sub.id, sub.feedToken) : c.feed(sub.slug, sub.id);
     try {
       await feed.subscribe((msg) => received[sub.label].push(msg));
       status[sub.label] = 'subscribed';
