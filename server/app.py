@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -238,10 +238,22 @@ class FeedApp:
         )
         self.asyncapi = AsyncApi()
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
+        from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
+
+        self.dialect_shutdown: list[Callable[[], Awaitable[None]]] = []
+        getstream = getstream_routes(
+            self.service,
+            s.getstream,
+            self.redis,
+            self.keys,
+            max_body_bytes=max_body,
+            timeout=s.redis.command_timeout,
+            on_shutdown=self.dialect_shutdown,
+        )
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
-            *dialect_routes(self.service, self.auth, self.openapi, max_body),
+            *dialect_routes(self.service, self.auth, self.openapi, max_body, extra=getstream),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/asyncapi.json", self._asyncapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
@@ -314,6 +326,11 @@ class FeedApp:
 
     @staticmethod
     def _rate_limited(path: str, exc: FeedError) -> Response:
+        if path.startswith("/api/v1.0/"):  # GetStream clients read only GetStream's error shape
+            from .dialects.getstream.shapes import as_getstream, error_body
+
+            error = as_getstream(exc)
+            return json_response(error_body(error, "0.00ms"), error.status)
         return velt_error(exc) if path.startswith("/v2/activities/") else problem_response(exc, path)
 
     def begin_drain(self) -> None:
@@ -346,6 +363,8 @@ class FeedApp:
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
             self.ws.close_all(1012, "server restarting")
+            for close in self.dialect_shutdown:
+                await close()
             await self.hub.close()
             await self.broker.close()
             await self.store.close()

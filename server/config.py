@@ -138,6 +138,17 @@ class FeedsSettings(_Section):
     resume_window: int = Field(1000, ge=1)
 
 
+class GetStreamSettings(_Section):
+    """``[getstream]``: the GetStream-compatible API (SPEC §11); an empty ``api_key`` turns it off."""
+
+    api_key: str = ""
+    api_secret: str = ""
+    app_id: str = ""
+    bayeux_timeout: float = Field(25.0, gt=0)
+    bayeux_client_ttl: float = Field(60.0, gt=0)
+    bayeux_queue: int = Field(1000, ge=1)
+
+
 class Settings(BaseSettings):
     """The whole configuration; frozen once read."""
 
@@ -152,6 +163,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     auth: AuthSettings = AuthSettings()
     feeds: FeedsSettings = FeedsSettings()
+    getstream: GetStreamSettings = GetStreamSettings()
 
     @classmethod
     def settings_customise_sources(

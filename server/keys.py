@@ -78,6 +78,26 @@ class Keys:
         base = f"{self.prefix}{{{feed}}}:"
         return base + "seen", base + "read"
 
+    def getstream_index(self, app: str) -> tuple[str, str]:
+        """The GetStream dialect's lookup hashes of app ``app`` (``dialects/getstream/index.py``):
+        ``ids`` (activity id → the feeds holding it, space-separated) and ``fids``
+        (``"<foreign_id>\\x00<time>"`` → the same), since GetStream addresses activities without a feed."""
+        base = f"{self.prefix}{{gs:{app}}}:"
+        return base + "ids", base + "fids"
+
+    def bayeux_client(self, client_id: str) -> tuple[str, str, str]:
+        """A Bayeux (Faye) client's keys, one slot (``dialects/bayeux.py``): ``meta`` HASH (created,
+        ``h:<channel>`` → the process holding that subscription), ``queue`` LIST of messages waiting
+        for a ``/meta/connect`` (bounded), ``subs`` SET of channels. All expire when the client stays
+        silent for the configured TTL."""
+        base = f"{self.prefix}{{bx:{client_id}}}:"
+        return base + "meta", base + "queue", base + "subs"
+
+    def bayeux_node(self, node: str) -> str:
+        """Heartbeat of a process holding Bayeux subscriptions (STRING with a short TTL): a client
+        whose subscriptions are held by a process whose heartbeat is gone must handshake again."""
+        return f"{self.prefix}{{bxnode:{node}}}"
+
     def readiness_channel(self, token: str) -> str:
         """A throwaway channel used by ``/readyz`` to prove the pub/sub path round-trips."""
         return f"{self.prefix}{{readyz}}:{token}"
