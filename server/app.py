@@ -21,7 +21,7 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.sentinel import SentinelConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -42,6 +42,7 @@ from .errors import FeedError, Unavailable
 from .http import (
     BodyLimits,
     RateLimitMiddleware,
+    client_gone_handler,
     feed_error_handler,
     http_error_handler,
     internal_error_handler,
@@ -266,6 +267,7 @@ class FeedApp:
             lifespan=self._lifespan,
             exception_handlers={
                 FeedError: feed_error_handler,
+                ClientDisconnect: client_gone_handler,
                 HTTPException: http_error_handler,
                 Exception: internal_error_handler,
             },

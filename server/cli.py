@@ -12,56 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import (
-    WebSocketsSansIOProtocol as _UvicornSansIOProtocol,
-)
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.server import ServerProtocol
-
 from . import __version__
 from .config import CONFIG_ENV, Settings, load_settings
 from .devsecret import DevSecret, dev_secret
+from .wsproto import WebSocketsSansIOProtocol
 
 log = logging.getLogger("feedserver")
-
-
-class WebSocketsSansIOProtocol(_UvicornSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol, with two changes.
-
-    - A peer missing its pong is really dropped. On a keepalive timeout uvicorn queues a 1011 close
-      frame and calls ``transport.close()``, which waits until the write buffer has drained. A
-      frozen peer (SIGSTOP, a suspended laptop) whose TCP window is full never drains it: the
-      connection would live on, subscribed, with no disconnect ever reaching the app. Here the
-      transport is aborted when the close frame cannot be flushed at once.
-    - permessage-deflate keeps less state per connection: zlib windows of 2^10 bytes and memLevel
-      3 (uvicorn: 2^12 and 5) hold an idle connection's compressor and decompressor to ~16 KiB
-      instead of ~40 KiB. Activity frames are small JSON texts; the larger windows gain little.
-    """
-
-    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        if config.ws_per_message_deflate:
-            self.conn = ServerProtocol(
-                extensions=[
-                    ServerPerMessageDeflateFactory(
-                        server_max_window_bits=10, client_max_window_bits=10, compress_settings={"memLevel": 3}
-                    )
-                ],
-                max_size=config.ws_max_size,
-                logger=logging.getLogger("uvicorn.error"),
-            )
-
-    def keepalive_timeout(self) -> None:
-        """uvicorn's handling, then abort if the close frame is stuck behind unread data."""
-        super().keepalive_timeout()
-        transport = self.transport
-        if transport is not None and transport.get_write_buffer_size():
-            log.info(
-                "WebSocket peer %s missed its pong with %d bytes unread; dropping it",
-                self.client,
-                transport.get_write_buffer_size(),
-            )
-            transport.abort()
 
 
 def _serve_parser() -> argparse.ArgumentParser:

@@ -166,6 +166,13 @@ class BodyLimits:
             self.readers -= 1
 
 
+async def client_gone_handler(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was complete: expected, not an error (nobody reads
+    the answer, which only gives uvicorn something to close the cycle with)."""
+    log.debug("%s %s: client disconnected before sending its whole body", request.method, request.url.path)
+    return problem_response(BadRequest("client disconnected before the body was complete"), request.url.path)
+
+
 async def feed_error_handler(request: Request, exc: Exception) -> Response:
     """Every ``FeedError`` becomes its problem document."""
     assert isinstance(exc, FeedError)

@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from websockets.protocol import OPEN
 
 from . import protocol
 from .acl import Principal
@@ -29,6 +28,7 @@ from .metrics import Metrics
 from .models import dumps
 from .ratelimit import RateLimit
 from .service import FeedService
+from .wsproto import DIRECT_SEND, FrameSink
 
 log = logging.getLogger("feedserver.ws")
 
@@ -68,14 +68,23 @@ class Connection:
         "__weakref__",
     )
 
-    def __init__(self, send: Send, *, limit: int, close_timeout: float, metrics: Metrics, client: str) -> None:
+    def __init__(
+        self,
+        send: Send,
+        *,
+        limit: int,
+        close_timeout: float,
+        metrics: Metrics,
+        client: str,
+        sink: FrameSink | None = None,
+    ) -> None:
         self._send = send
         self._queue: collections.deque[bytes] = collections.deque()
         self._limit = limit
         self._wake = asyncio.Event()
         self._close_timeout = close_timeout
         self._metrics = metrics
-        self._direct = DirectWriter.attach(send)
+        self._direct = sink
         self.closing = False
         self.close_code = CLOSE_NORMAL
         self.close_reason = ""
@@ -91,7 +100,7 @@ class Connection:
         if self.closing:
             return
         queue = self._queue
-        if not queue and self._direct is not None and self._direct.write(frame):
+        if not queue and self._direct is not None and self._direct.send_texts((frame,)):
             return
         if len(queue) >= self._limit:
             self._metrics.drops.inc()
@@ -106,7 +115,7 @@ class Connection:
         """``send`` each frame, in one socket write when the socket takes them at once."""
         if self.closing or not frames:
             return
-        if not self._queue and self._direct is not None and self._direct.write_many(frames):
+        if not self._queue and self._direct is not None and self._direct.send_texts(frames):
             return
         for frame in frames:
             self.send(frame)
@@ -139,83 +148,6 @@ class Connection:
                 return
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2) as a server sends it."""
-    n = len(payload)
-    if n < 126:
-        return b"\x81" + bytes((n,)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
-
-
-class DirectWriter:
-    """Synchronous frame writes through uvicorn's ``websockets-sansio`` protocol object.
-
-    ASGI only offers an awaitable ``send``; awaiting it per subscriber would make fan-out pay a
-    task switch per frame, and ASGI cannot drop a peer whose socket never drains. uvicorn's
-    protocol object (behind the bound ``send``) holds the websockets ``ServerProtocol`` and the
-    transport, so this does what uvicorn's own ``send`` does for ``websocket.send`` — minus the
-    await — whenever the transport is writable. On a connection without extensions (no
-    permessage-deflate) the frame bytes are the same for every subscriber, so they are built once
-    per event (``_last``) and written as they are. ``attach`` returns None for any other server,
-    and everything then goes through ASGI ``send``.
-    """
-
-    __slots__ = ("_proto", "_plain")
-
-    _REQUIRED = ("conn", "transport", "writable", "close_sent")
-    #: (payload, frame) of the last frame built: fan-out sends one payload to many connections.
-    _last: tuple[bytes, bytes] = (b"", text_frame(b""))
-
-    def __init__(self, proto: Any) -> None:
-        self._proto = proto
-        self._plain = not proto.conn.extensions
-
-    @classmethod
-    def attach(cls, send: Send) -> DirectWriter | None:
-        """A writer for the protocol behind ``send``, if it is uvicorn's sans-I/O one."""
-        proto = getattr(send, "__self__", None)
-        sansio = any(c.__name__ == "WebSocketsSansIOProtocol" for c in type(proto).__mro__)
-        if not sansio or not all(hasattr(proto, a) for a in cls._REQUIRED):
-            return None
-        return cls(proto)
-
-    def write(self, payload: bytes) -> bool:
-        """Write one text frame now; False if the socket is backed up or closing (queue it instead)."""
-        proto = self._proto
-        if proto.close_sent or not proto.writable.is_set() or proto.transport.is_closing():
-            return False
-        if self._plain and proto.conn.state is OPEN and not proto.conn.expect_continuation_frame:
-            last = DirectWriter._last
-            if last[0] is not payload:
-                last = DirectWriter._last = (payload, text_frame(payload))
-            proto.transport.write(last[1])
-        else:
-            proto.conn.send_text(payload)
-            proto.transport.write(b"".join(proto.conn.data_to_send()))
-        return True
-
-    def write_many(self, payloads: list[bytes]) -> bool:
-        """Write several text frames in one socket write; False if the socket is backed up."""
-        proto = self._proto
-        if proto.close_sent or not proto.writable.is_set() or proto.transport.is_closing():
-            return False
-        if self._plain and proto.conn.state is OPEN and not proto.conn.expect_continuation_frame:
-            proto.transport.write(b"".join(map(text_frame, payloads)))
-        else:
-            for payload in payloads:
-                proto.conn.send_text(payload)
-            proto.transport.write(b"".join(proto.conn.data_to_send()))
-        return True
-
-    def abort_if_stuck(self) -> None:
-        """Drop the connection if, ``close_timeout`` after closing, its socket still holds data."""
-        transport = self._proto.transport
-        if not transport.is_closing() or transport.get_write_buffer_size():
-            transport.abort()
-
-
 class WebSocketEndpoint:
     """ASGI app for ``/v1/ws``."""
 
@@ -240,6 +172,7 @@ class WebSocketEndpoint:
         self.auth_timeout = auth_timeout
         self.close_timeout = close_timeout
         self.connections: set[Connection] = set()
+        self._warned_slow_path = False
 
     def origin_allowed(self, headers: Headers) -> bool:
         """Browsers send ``Origin``; only the allowlist (or, when it is empty, the same host) may connect."""
@@ -263,8 +196,17 @@ class WebSocketEndpoint:
             await _reject(scope, send, 403, "origin not allowed")
             return
         await send({"type": "websocket.accept"})
+        sink = scope.get("extensions", {}).get(DIRECT_SEND)
+        if sink is None and not self._warned_slow_path:
+            self._warned_slow_path = True
+            log.warning("the server offers no %s: WebSocket frames go through ASGI send (slower fan-out)", DIRECT_SEND)
         conn = Connection(
-            send, limit=self.queue_size, close_timeout=self.close_timeout, metrics=self.metrics, client=client
+            send,
+            limit=self.queue_size,
+            close_timeout=self.close_timeout,
+            metrics=self.metrics,
+            client=client,
+            sink=sink,
         )
         self.connections.add(conn)
         self.metrics.connections.inc()

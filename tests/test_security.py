@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -276,3 +277,63 @@ async def test_slow_bodies_are_bounded_in_number(server_factory):
             sock.close()
     r = await srv.http(srv.token("alice", {"f:*": ["write"]})).post("/v1/feeds/f:1/activities", json=ACTIVITY)
     assert r.status_code == 201  # slots are released
+
+
+# -- item 8: expected disconnects are not errors --------------------------------------------------
+
+
+def _errors(caplog) -> list[str]:
+    """Records at ERROR or above, and any record carrying a traceback."""
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_client_disconnecting_mid_body_is_not_an_error(server, caplog):
+    """A client that hangs up halfway through its body leaves no error and no traceback in the log."""
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        sock = _slow_post(server)
+        await asyncio.sleep(0.2)  # the handler is now waiting for the rest of the body
+        sock.close()
+    await asyncio.sleep(0.5)
+    assert _errors(caplog) == []
+    r = await server.http().get("/healthz")
+    assert r.status_code == 200
+
+
+@pytest.fixture
+def own_valkey(tmp_path):
+    """An own Valkey: the test below kills pub/sub clients, which must never hit a shared Redis."""
+    from server.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path / "valkey") as instance:
+        yield instance.url
+
+
+async def test_failed_broker_writer_is_retrieved_and_reconnects(server_factory, caplog, own_valkey):
+    """An unexpected error in the pub/sub writer is logged once as a warning, the connection is re-made,
+    and asyncio never reports "Task exception was never retrieved"."""
+    import gc
+
+    import redis.asyncio as aredis
+
+    server = await server_factory(redis={"url": own_valkey})
+    redis_url = own_valkey
+    caplog.set_level(logging.INFO)
+    ws = await server.ws(server.token("a", {"room:*": ["read", "write"]}))
+    await subscribe(ws, "room:1")
+    server.app.broker._queue("SUBSCRIBE", object())  # a command redis-py cannot encode: the writer fails
+    await asyncio.sleep(0.3)
+    client = aredis.Redis.from_url(redis_url)
+    try:  # a reconnect drops the old connection's tasks
+        await client.execute_command("CLIENT KILL TYPE pubsub")
+    finally:
+        await client.aclose()
+    await asyncio.sleep(0.5)
+    gc.collect()
+    await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert _errors(caplog) == []
+    assert any("broker-writer failed" in r.getMessage() for r in caplog.records)
+    http = server.http(server.token("a", {"room:*": ["read", "write"]}))
+    assert (await http.post("/v1/feeds/room:1/activities", json=ACTIVITY)).status_code == 201
+    assert (await recv_until(ws, "activity", timeout=8))["feed"] == "room:1"
