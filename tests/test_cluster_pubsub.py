@@ -482,6 +482,7 @@ class FeedWriter:
     http: httpx.AsyncClient
     feeds: list[str]
     acked: dict[str, dict[int, str]] = field(default_factory=dict)  # seq → object (latest write wins)
+    marker_seq: dict[str, int] = field(default_factory=dict)  # object → the seq it was acknowledged with
     attempted: dict[str, set[str]] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     last_ok: dict[str, float] = field(default_factory=dict)
@@ -506,7 +507,9 @@ class FeedWriter:
             self.statuses[status] = self.statuses.get(status, 0) + 1
             now = time.monotonic()
             if status == 201:
-                self.acked.setdefault(feed, {})[response.json()["activities"][0]["seq"]] = marker
+                seq = response.json()["activities"][0]["seq"]
+                self.acked.setdefault(feed, {})[seq] = marker
+                self.marker_seq[marker] = seq
                 self.last_ok[feed] = now
                 if feed in self.refused_since:
                     self.outages.append((feed, self.refused_since.pop(feed), now))
@@ -539,9 +542,11 @@ def check_subscriber(sub: Recording, writer: FeedWriter) -> int:
         prev = seq
         marker = frame["activity"]["object"]
         assert marker in writer.attempted.get(sub.feed, set()), f"{sub.feed}: unknown content {marker}"
-        later_reset = any(f["type"] == "reset" for f in sub.frames[i:])
-        if not later_reset and seq in writer.acked.get(sub.feed, {}):
-            assert marker == writer.acked[sub.feed][seq], f"{sub.feed}: seq {seq} is {marker}, written as another"
+        # An acknowledged change arrives at the seq it was acknowledged with. (A seq may carry
+        # another change than the one first acknowledged with it after lost writes, and a write
+        # answered 503 may still have happened: neither is checked here.)
+        acked_at = writer.marker_seq.get(marker)
+        assert acked_at is None or acked_at == seq, f"{sub.feed}: {marker} acknowledged as seq {acked_at}, got {seq}"
     return resets
 
 
@@ -736,9 +741,12 @@ async def test_two_servers_failover_and_resume_on_the_other(scenario):
     fault_at = time.monotonic()
     await asyncio.to_thread(sc.cluster.failover, master)
     await asyncio.sleep(0.5)
-    sc.servers[0].kill()  # its subscribers resume on server1 with their (epoch, seq)
+    killed = sc.servers[0]
+    moved = [s for s in sc.subs if s.urls[0] == killed.ws_url]
+    killed.kill()  # its subscribers resume on server1 with their (epoch, seq)
     sc.servers = sc.servers[1:]
+    async with asyncio.timeout(20):
+        while not all(len(s.subscribed) > 1 for s in moved):
+            await asyncio.sleep(0.05)
     await sc.finish("failover + kill -9 of one of two servers", fault_at, hit)
-    moved = [s for s in sc.subs if len(s.subscribed) > 1]
-    assert moved, "no subscriber had to resume on the other server"
-    assert all(s.subscribed[-1]["recovered"] for s in moved), "a resume on the other server was not recovered"
+    assert moved and all(s.subscribed[-1]["recovered"] for s in moved), "a resume on the other server was not recovered"
