@@ -483,6 +483,7 @@ class FeedWriter:
     feeds: list[str]
     acked: dict[str, dict[int, str]] = field(default_factory=dict)  # seq → object (latest write wins)
     marker_seq: dict[str, int] = field(default_factory=dict)  # object → the seq it was acknowledged with
+    latest: dict[str, tuple[int, str]] = field(default_factory=dict)  # the last acknowledged (seq, object)
     attempted: dict[str, set[str]] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     last_ok: dict[str, float] = field(default_factory=dict)
@@ -499,6 +500,7 @@ class FeedWriter:
             n += 1
             marker = f"{feed}#{n}"
             self.attempted.setdefault(feed, set()).add(marker)
+            started = time.monotonic()
             try:
                 response = await self.http.post(f"/v1/feeds/{feed}/activities", json={"verb": "post", "object": marker})
                 status = response.status_code
@@ -510,7 +512,8 @@ class FeedWriter:
                 seq = response.json()["activities"][0]["seq"]
                 self.acked.setdefault(feed, {})[seq] = marker
                 self.marker_seq[marker] = seq
-                self.last_ok[feed] = now
+                self.latest[feed] = (seq, marker)
+                self.last_ok[feed] = started  # a write issued after a fault and acknowledged
                 if feed in self.refused_since:
                     self.outages.append((feed, self.refused_since.pop(feed), now))
             else:
@@ -550,6 +553,19 @@ def check_subscriber(sub: Recording, writer: FeedWriter) -> int:
     return resets
 
 
+def _has(sub: Recording, latest: tuple[int, str] | None) -> bool:
+    """The subscriber got the change ``latest`` = (seq, object) since its last reset, or a reset past it."""
+    if latest is None:
+        return True
+    seq, marker = latest
+    for frame in reversed(sub.frames):
+        if frame["type"] == "reset":
+            return bool(frame["seq"] >= seq)
+        if frame["activity"]["object"] == marker:
+            return True
+    return False
+
+
 @dataclass
 class Scenario:
     """Servers, subscribers and writers on feeds spread over every master of a cluster."""
@@ -564,21 +580,24 @@ class Scenario:
         return [f for f in self.feeds if self.cluster.master_of_key(Keys(PREFIX).channel(f)) is master]
 
     async def caught_up(self, timeout: float) -> float:
-        """Wait until every subscriber has every change acknowledged so far; how long it took."""
+        """Wait until every subscriber has the last change acknowledged so far (or a reset past it)."""
         started = time.monotonic()
-        marks = {f: max(self.writer.acked.get(f, {0: ""})) for f in self.feeds}
         while True:
-            behind = [s for s in self.subs if (s.frames[-1]["seq"] if s.frames else 0) < marks[s.feed]]
+            behind = [s for s in self.subs if not _has(s, self.writer.latest.get(s.feed))]
             if not behind:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                detail = {s.feed: (s.frames[-1] if s.frames else None, marks[s.feed]) for s in behind[:3]}
+                detail = {
+                    s.feed: (s.frames[-1] if s.frames else None, self.writer.latest.get(s.feed)) for s in behind[:3]
+                }
                 raise AssertionError(f"{len(behind)} subscribers behind after {timeout}s: {detail}")
             await asyncio.sleep(0.05)
 
     async def finish(self, name: str, fault_at: float, hit: list[str]) -> None:
         """Writable again, every subscriber caught up, every stream valid; print the fault-table row."""
         deadline = time.monotonic() + 20
+        # Writable: a write *issued* after the fault was acknowledged (one in flight at the fault may
+        # have been served by the old master just before it went).
         while any(self.writer.last_ok.get(f, 0) <= fault_at or f in self.writer.refused_since for f in hit):
             assert time.monotonic() < deadline, f"writes to {hit} still refused 20s after the fault"
             await asyncio.sleep(0.05)
@@ -601,7 +620,10 @@ class Scenario:
         )
         for srv in self.servers:  # after the fault, everything works without a restart
             async with httpx.AsyncClient(base_url=srv.base, timeout=5) as http:
-                assert (await http.get("/readyz")).status_code == 200, srv.log_tail()
+                async with asyncio.timeout(10):
+                    while (response := await http.get("/readyz")).status_code != 200:
+                        await asyncio.sleep(0.1)
+                assert response.status_code == 200, srv.log_tail()
 
 
 @pytest.fixture
