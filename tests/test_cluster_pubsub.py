@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from conftest import recv, subscribe
 from faults import ServerProcess, Subscriber
 from redis.crc import key_slot
+from test_resume import MEMBER, Peer, ScriptedLog, make_hub
 
 from server.backends.cluster_broker import ClusterBroker
 from server.devcluster import LocalCluster, Node, redis_binary, valkey_binary
@@ -130,6 +131,24 @@ async def test_feed_seq_going_backwards_resets_subscribers(server, redis_url, pr
     assert await _post(http, feed, "new-4") == 4
     frame = await recv(ws)
     assert frame["type"] == "activity" and frame["seq"] == 4 and frame["activity"]["object"] == "new-4", frame
+
+
+async def test_resync_reads_only_the_named_feeds():
+    """``on_resync([feed])`` (a re-placed channel) re-reads that feed's log only; ``on_resync(None)`` every room's."""
+    log = ScriptedLog()
+    hub, _ = make_hub(log)
+    for feed in ("a", "b", "c"):
+        await hub.subscribe(Peer(), feed, MEMBER)
+    reads = log.reads
+    hub.on_resync(["b"])
+    await asyncio.sleep(0.05)
+    assert log.reads == reads + 1
+    hub.on_resync(["unknown"])  # a feed nobody here watches any more: nothing to read
+    await asyncio.sleep(0.05)
+    assert log.reads == reads + 1
+    hub.on_resync(None)
+    await asyncio.sleep(0.05)
+    assert log.reads == reads + 4
 
 
 # -- the broker alone on a real cluster ------------------------------------------------------------
