@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from .acl import Principal, Right, Rights, actor_id, notification_feed
+from .backends.base import ItemResult, ReplaceItem, Store, WriteItem
 from .errors import (
     Conflict,
     FeedError,
@@ -49,7 +50,6 @@ from .models import (
     visibility,
 )
 from .protocol import Ref
-from .store import FeedStore, ItemResult, ReplaceItem, WriteItem
 
 log = logging.getLogger("feedserver.service")
 
@@ -111,7 +111,7 @@ class FeedService:
 
     def __init__(
         self,
-        store: FeedStore,
+        store: Store,
         hub: Hub,
         metrics: Metrics,
         *,

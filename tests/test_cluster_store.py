@@ -290,11 +290,13 @@ async def test_writes_during_slot_migration_follow_moved_and_ask(cluster):
         assert pipeline_of(srv).redirects > before  # ASK followed
         with Writers(http, feeds) as writers:
             await asyncio.sleep(0.3)
+            before = pipeline_of(srv).redirects
             await asyncio.to_thread(_finish_migration, cluster, slot, source, target)
             await until_writable(http, feeds)
             await asyncio.sleep(0.3)
             await writers.stop()
         writers.check()
+        assert pipeline_of(srv).redirects > before  # MOVED followed once the slot was reassigned
         writers.acked[fresh] = fresh_ids
         await all_readable(http, writers.acked)
         assert pipeline_of(srv).owner(srv.app.keys.feed(live).meta) == target.addr
@@ -329,8 +331,14 @@ async def test_writes_during_sigkill_of_a_master_with_replica_acks(cluster):
             # The promoted master has no replica left: WAIT 1 cannot be satisfied, so writes to
             # its feeds are refused (the write may exist: the 503 says so) until the killed node
             # is back as its replica.
-            r = await post(http, feeds[0], "unconfirmed")
-            assert r.status_code == 503 and "may still exist" in r.json()["detail"], r.text
+            deadline = time.monotonic() + 10
+            while True:  # once the server's slot table has the promoted master
+                r = await post(http, feeds[0], "unconfirmed")
+                assert r.status_code == 503, r.text
+                if "may still exist" in r.json()["detail"]:
+                    break
+                assert time.monotonic() < deadline, r.text
+                await asyncio.sleep(0.05)
             await asyncio.to_thread(cluster.restart, victim)
             await until_writable(http, feeds, timeout=20)
             writable = time.monotonic() - killed_at
