@@ -179,6 +179,7 @@ class ClusterBroker:
         # yet may still name it; placement waits for a table that doesn't (at most _BAD_FOR).
         self._disowned: dict[tuple[str, int], float] = {}
         self._lost_flush: asyncio.TimerHandle | None = None
+        self._closing_tasks: set[asyncio.Future[None]] = set()
 
     # -- public API (the Broker contract) -----------------------------------------------------
 
@@ -222,6 +223,9 @@ class ClusterBroker:
                     await node.command.aclose()
         for channel in self._channels.values():
             _fail_waiters(channel)
+        for closing in list(self._closing_tasks):
+            with contextlib.suppress(Exception):
+                await closing
 
     async def subscribe(self, feed: str) -> None:
         """Subscribe ``feed``'s channel on its slot's master; return once confirmed (503 if it can't)."""
@@ -321,6 +325,8 @@ class ClusterBroker:
         for channel in list(self._channels.values()):
             if channel.probe_of is not None and wanted.get(channel.name) != channel.probe_of:
                 self._drop(channel)
+        current = set(zip(self._starts, (last for last, _ in self._ranges), strict=True))
+        self._probe_tags = {r: tag for r, tag in self._probe_tags.items() if r in current}
         for name, master in wanted.items():
             if name not in self._channels:
                 self._channels[name] = _Channel(name, None, probe_of=master)
@@ -740,6 +746,12 @@ class ClusterBroker:
                 if self._metrics is not None:
                     self._metrics.failover_seen(addr)
                     self._metrics.node_slots(addr, 0)
+                node = self._nodes.get(addr)
+                if node is not None and node.command is not None:  # readiness only publishes to masters
+                    closing = asyncio.ensure_future(node.command.aclose())
+                    self._closing_tasks.add(closing)
+                    closing.add_done_callback(self._closing_tasks.discard)
+                    node.command = None
             if self._metrics is not None:
                 for addr, n in masters.items():
                     self._metrics.node_slots(addr, n)
