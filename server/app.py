@@ -18,7 +18,6 @@ from types import FrameType
 from typing import Any
 
 from redis.asyncio import ConnectionPool
-from redis.asyncio.sentinel import SentinelConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -32,7 +31,7 @@ from .backends.base import Broker as BrokerContract
 from .backends.base import Pipeline
 from .backends.cluster import ClusterPipeline, cluster_enabled
 from .backends.pipeline import Batcher
-from .backends.sentinel import close_sentinel_pool, sentinel_pool
+from .backends.sentinel import sentinel_pool
 from .broker import Broker
 from .config import Settings, load_settings, redis_db
 from .devsecret import dev_secret
@@ -168,7 +167,6 @@ class FeedApp:
         self.metrics = Metrics()
         self.keys = Keys(s.redis.key_prefix)
         self.topology = self._topology(url)
-        self._sentinels: SentinelConnectionPool | None = None
         pipeline, broker_connections = self._pipeline(url)
         self.store = FeedStore(
             pipeline,
@@ -311,7 +309,7 @@ class FeedApp:
             return ClusterPipeline([url, *r.seeds], timeout=r.command_timeout), url
         pool: ConnectionPool
         if self.topology == "sentinel":
-            pool = self._sentinels = sentinel_pool(r.sentinels, r.sentinel_master, url, timeout=r.command_timeout)
+            pool = sentinel_pool(r.sentinels, r.sentinel_master, url, timeout=r.command_timeout)
         else:
             # No socket_timeout: redis-py would arm a timer for every read. The lanes bound each
             # pipeline themselves (command_timeout), and a cancelled read drops the connection.
@@ -370,8 +368,6 @@ class FeedApp:
             await self.hub.close()
             await self.broker.close()
             await self.store.close()
-            if self._sentinels is not None:
-                await close_sentinel_pool(self._sentinels)
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
 

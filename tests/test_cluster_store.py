@@ -290,11 +290,13 @@ async def test_writes_during_slot_migration_follow_moved_and_ask(cluster):
         assert pipeline_of(srv).redirects > before  # ASK followed
         with Writers(http, feeds) as writers:
             await asyncio.sleep(0.3)
+            before = pipeline_of(srv).redirects
             await asyncio.to_thread(_finish_migration, cluster, slot, source, target)
             await until_writable(http, feeds)
             await asyncio.sleep(0.3)
             await writers.stop()
         writers.check()
+        assert pipeline_of(srv).redirects > before  # MOVED followed once the slot was reassigned
         writers.acked[fresh] = fresh_ids
         await all_readable(http, writers.acked)
         assert pipeline_of(srv).owner(srv.app.keys.feed(live).meta) == target.addr

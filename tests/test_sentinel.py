@@ -118,6 +118,24 @@ async def writable(http: httpx.AsyncClient, timeout: float = 20) -> float:
     return time.monotonic() - started
 
 
+async def test_min_replica_acks_waits_for_replicas(group):
+    """min_replica_acks = 1 (the group has one replica): 201. = 2: 503 saying the write may still
+    exist — and it does, on the master."""
+    async with sentinel_server(group, min_replica_acks=1, command_timeout=0.5) as srv:
+        http = srv.http(srv.token("w", RIGHTS))
+        r = await http.post("/v1/feeds/room:acks/activities", json={"verb": "v", "object": "one"})
+        assert r.status_code == 201, r.text
+    async with sentinel_server(group, min_replica_acks=2, command_timeout=0.5) as srv:
+        http = srv.http(srv.token("w", RIGHTS))
+        started = time.monotonic()
+        r = await http.post("/v1/feeds/room:acks2/activities", json={"verb": "v", "object": "two"})
+        assert r.status_code == 503 and r.headers["retry-after"], r.text
+        assert "1 of 2 replicas" in r.json()["detail"] and "may still exist" in r.json()["detail"]
+        assert time.monotonic() - started < 2  # WAIT's timeout is command_timeout
+        page = (await http.get("/v1/feeds/room:acks2/activities")).json()["results"]
+        assert [a["object"] for a in page] == ["two"]
+
+
 @pytest.mark.parametrize("fault", ["failover", "sigkill"])
 async def test_sentinel_failover_with_subscribers_and_writers(group, fault):
     """SENTINEL FAILOVER / SIGKILL of the master under load: 201 or 503 only, every acknowledged

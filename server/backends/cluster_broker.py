@@ -171,10 +171,15 @@ class ClusterBroker:
         self._up = False
         self._probe_token = secrets.token_hex(6)
         self._probe_tags: dict[tuple[int, int], str] = {}
-        self._probes: dict[bytes, asyncio.Future[None]] = {}
+        self._probes: dict[bytes, tuple[asyncio.Future[None], _Channel]] = {}
         self._ready = asyncio.Event()
         self._lost_log: dict[str, tuple[int, str]] = {}
+        # (node, slot) → when the node said it no longer serves the slot (an unrequested sunsubscribe,
+        # a refused SSUBSCRIBE). A slot table read from a node that has not heard of the failover
+        # yet may still name it; placement waits for a table that doesn't (at most _BAD_FOR).
+        self._disowned: dict[tuple[str, int], float] = {}
         self._lost_flush: asyncio.TimerHandle | None = None
+        self._closing_tasks: set[asyncio.Future[None]] = set()
 
     # -- public API (the Broker contract) -----------------------------------------------------
 
@@ -218,6 +223,9 @@ class ClusterBroker:
                     await node.command.aclose()
         for channel in self._channels.values():
             _fail_waiters(channel)
+        for closing in list(self._closing_tasks):
+            with contextlib.suppress(Exception):
+                await closing
 
     async def subscribe(self, feed: str) -> None:
         """Subscribe ``feed``'s channel on its slot's master; return once confirmed (503 if it can't)."""
@@ -274,7 +282,8 @@ class ClusterBroker:
         if node.command is None:
             node.command = Redis(host=node.host, port=node.port, protocol=2, socket_connect_timeout=2.0)
         nonce = secrets.token_hex(8).encode()
-        arrived = self._probes[nonce] = asyncio.get_running_loop().create_future()
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[nonce] = (arrived, channel)
         try:
             async with node.command.pipeline(transaction=False) as pipe:
                 pipe.execute_command("ROLE")
@@ -316,6 +325,8 @@ class ClusterBroker:
         for channel in list(self._channels.values()):
             if channel.probe_of is not None and wanted.get(channel.name) != channel.probe_of:
                 self._drop(channel)
+        current = set(zip(self._starts, (last for last, _ in self._ranges), strict=True))
+        self._probe_tags = {r: tag for r, tag in self._probe_tags.items() if r in current}
         for name, master in wanted.items():
             if name not in self._channels:
                 self._channels[name] = _Channel(name, None, probe_of=master)
@@ -351,8 +362,8 @@ class ClusterBroker:
             if not channel.wanted or channel.node is not None:
                 continue
             owner = self._owner(channel.slot)
-            if owner is None:
-                left = True
+            if owner is None or time.monotonic() - self._disowned.get((owner, channel.slot), -math.inf) < _BAD_FOR:
+                left = True  # no owner, or a stale table naming the node that just let the slot go
                 continue
             node = self._node(owner)
             if not node.up and (node.task is None or node.task.done()) and time.monotonic() < node.retry_at:
@@ -376,9 +387,17 @@ class ClusterBroker:
         if self._channels.get(channel.name) is channel and not channel.waiters:
             del self._channels[channel.name]
 
+    def _fail_probes(self, channel: _Channel, why: str) -> None:
+        """Readiness checks waiting on a probe channel that is gone fail now, not at their timeout."""
+        if channel.probe_of is not None:
+            for waiter, on in self._probes.values():
+                if on is channel and not waiter.done():
+                    waiter.set_exception(Unavailable(why, retry_after=1.0))
+
     def _unplace(self, channel: _Channel) -> None:
         node, channel.node = channel.node, None
         channel.confirmed = False
+        self._fail_probes(channel, f"the readiness probe of {channel.probe_of} moved")
         if node is not None:
             node.channels.discard(channel)
             if node.up:
@@ -396,6 +415,7 @@ class ClusterBroker:
             channel.node = None
             channel.confirmed = False
             node.channels.discard(channel)
+            self._fail_probes(channel, f"pub/sub to {node.addr} was just lost")
         if lost:
             self._log_lost(node.addr, lost, why)
         self._refresh_now = True
@@ -554,6 +574,7 @@ class ClusterBroker:
                     return True
                 channel = self._channels.get(msg[1])
                 if channel is not None and channel.node is node:
+                    self._disowned[(node.addr, channel.slot)] = time.monotonic()
                     self._lose([channel], node, "the node unsubscribed it (failover or slot migration)")
                 return True
             if kind == b"pong":
@@ -580,6 +601,7 @@ class ClusterBroker:
                 moved = text.split()
                 if len(moved) == 3 and moved[0] == "MOVED":
                     self._learn(int(moved[1]), moved[2])
+                self._disowned[(node.addr, channel.slot)] = time.monotonic()
                 self._lose([channel], node, f"SSUBSCRIBE refused: {text}")
         # ("unsub", name): a refused SUNSUBSCRIBE (MOVED) leaves nothing subscribed here either.
         return True
@@ -607,8 +629,8 @@ class ClusterBroker:
             return
         if channel.feed is not None:
             self._on_event(channel.feed, data)
-        elif (probe := self._probes.get(data)) is not None and not probe.done():
-            probe.set_result(None)
+        elif (probe := self._probes.get(data)) is not None and not probe[0].done():
+            probe[0].set_result(None)
 
     def _update_state(self) -> None:
         probes = [c for c in self._channels.values() if c.probe_of is not None and c.wanted]
@@ -705,6 +727,8 @@ class ClusterBroker:
     def _apply(self, reply: list[Any], source: str) -> None:
         """Install a ``CLUSTER SLOTS`` reply; move channels whose slot changed owner."""
         table, replicas = _parse_slots(reply, source.rpartition(":")[0])
+        now = time.monotonic()
+        self._disowned = {k: t for k, t in self._disowned.items() if now - t < _BAD_FOR}
         covered = sum(last - first + 1 for first, last, _ in table)
         self._table_ok = covered == 16384
         old_masters = self._masters
@@ -722,6 +746,12 @@ class ClusterBroker:
                 if self._metrics is not None:
                     self._metrics.failover_seen(addr)
                     self._metrics.node_slots(addr, 0)
+                node = self._nodes.get(addr)
+                if node is not None and node.command is not None:  # readiness only publishes to masters
+                    closing = asyncio.ensure_future(node.command.aclose())
+                    self._closing_tasks.add(closing)
+                    closing.add_done_callback(self._closing_tasks.discard)
+                    node.command = None
             if self._metrics is not None:
                 for addr, n in masters.items():
                     self._metrics.node_slots(addr, n)
