@@ -32,6 +32,9 @@ from .config import Settings, load_settings
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError
+from .follow_routes import FollowApi
+from .follow_service import FollowService
+from .follows import Fanout, FanoutMetrics, FollowStore
 from .http import (
     RateLimitMiddleware,
     feed_error_handler,
@@ -192,6 +195,7 @@ class FeedApp:
             max_batch=s.feeds.max_batch,
             max_page=s.feeds.max_page,
         )
+        self._setup_follows(url)
         self.auth = Authenticator(
             jwt_secret=secret,
             algorithms=s.auth.jwt_algorithms,
@@ -223,10 +227,12 @@ class FeedApp:
             close_timeout=s.server.close_timeout,
         )
         self.openapi = OpenApi()
+        self.follow_api = FollowApi(self.follow_service, self.auth, max_body_bytes=max_body)
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
+            *self.follow_api.routes(),
             *dialect_routes(self.service, self.auth, self.openapi, max_body),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
@@ -246,6 +252,36 @@ class FeedApp:
         self.http_app: Any = (
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
+
+    def _setup_follows(self, url: str) -> None:
+        """Follows (SPEC §12): their store, the durable fan-out (own connections) and use cases."""
+        s = self.settings
+        f = s.fanout
+        self.follow_store = FollowStore(self.redis, self.keys, timeout=s.redis.command_timeout, max_jobs=f.max_jobs)
+        self.copy_store = FeedStore(  # the fan-out's own lanes: copies never queue before user writes
+            self.redis,
+            self.keys,
+            max_feed_length=s.feeds.max_feed_length,
+            resume_window=s.feeds.resume_window,
+            retention_days=s.feeds.retention_days,
+            timeout=max(s.redis.command_timeout, 5.0),
+        )
+        self.fanout_redis = Redis.from_url(url, socket_timeout=None, protocol=2, health_check_interval=0)
+        self.fanout = Fanout(
+            self.follow_store,
+            self.copy_store,
+            self.fanout_redis,
+            FanoutMetrics(self.metrics.registry),
+            events_per_batch=f.events_per_batch,
+            followers_per_chunk=f.followers_per_chunk,
+            jobs_per_read=f.jobs_per_read,
+            lease_seconds=f.lease_seconds,
+            claim_idle_seconds=f.claim_idle_seconds,
+            sweep_seconds=f.sweep_seconds,
+            run_workers=f.enabled,
+        )
+        self.store.on_change = self.fanout.changed
+        self.follow_service = FollowService(self.service, self.follow_store, self.fanout)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/v1/ws":
@@ -276,8 +312,10 @@ class FeedApp:
             if not self.broker.connected:
                 log.warning("Redis pub/sub is not reachable yet at startup; retrying in the background")
             self.drain.install()
+            await self.fanout.start()
             yield
         finally:
+            await self.fanout.close()
             self.drain.uninstall()
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
@@ -285,6 +323,8 @@ class FeedApp:
             await self.hub.close()
             await self.broker.close()
             await self.store.close()
+            await self.copy_store.close()
+            await self.fanout_redis.aclose()
             await self.redis.aclose()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import orjson
 
 from . import protocol
-from .acl import Viewer, actor_id, admits
+from .acl import FOLLOW_MARK, Viewer, actor_id, admits, follow_origin
 from .errors import FeedError
 
 log = logging.getLogger("feedserver.hub")
@@ -266,6 +266,8 @@ def event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | Non
     same thing for a whole room at once with ``Room.recipients``.
     """
     kind, activity = event["event"], event["activity"]
+    if follow_origin(activity) is not None:  # judged in the origin feed (acl.Viewer.can_see)
+        return _copy_event_for(viewer, event)
     sees_now = viewer.admin or admits(viewer, actor_id(activity), activity.get("audience") or ())
     if kind == "created":
         return (kind, activity) if sees_now else None
@@ -280,6 +282,23 @@ def event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | Non
     if sees_now:
         return "created", activity
     return None
+
+
+def _copy_event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """``event_for`` for a follow copy: both versions judged by the origin feed's rule."""
+    kind, activity = event["event"], event["activity"]
+    sees_now = viewer.can_see(activity)
+    if kind == "created":
+        return (kind, activity) if sees_now else None
+    if kind == "deleted":
+        return (kind, protocol.deleted_stub(activity)) if sees_now else None
+    prev = {**(event.get("prev") or activity), "origin": activity["origin"], FOLLOW_MARK: "follow"}
+    saw = viewer.can_see(prev)
+    if saw and sees_now:
+        return "updated", activity
+    if saw:
+        return "deleted", protocol.deleted_stub(activity)
+    return ("created", activity) if sees_now else None
 
 
 class Hub:
@@ -533,6 +552,12 @@ class Hub:
         """Encode the event once per kind and hand it to every subscriber allowed to see it."""
         feed, seq, kind, activity = room.feed, event["seq"], event["event"], event["activity"]
         epoch = room.epoch
+        if follow_origin(activity) is not None:  # per-viewer rule of the origin feed
+            for sub in list(room.subs.values()):
+                if (out := _copy_event_for(sub.viewer, event)) is not None:
+                    name, payload = out
+                    self._send((sub,), epoch, seq, protocol.activity_frame(feed, seq, name, payload))
+            return
         if kind == "updated":
             prev = event.get("prev")
             if prev is not None and not _same_visibility(prev, activity):

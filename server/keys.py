@@ -17,6 +17,15 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
     af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
+Follows (SPEC §12; ``server/follows.py``), each key in the slot of the feed it belongs to::
+
+    af:{user:1}:followers    ZSET    follower feed -> ms it started following user:1
+    af:{timeline:2}:following ZSET   followed feed -> ms timeline:2 started following it
+    af:{user:1}:fo           HASH    cursor -> last seq of user:1 copied to every follower
+    af:{user:1}:folease      STRING  token of the fan-out worker holding user:1 (PX lease)
+    af:{fanout}:jobs         STREAM  "feed" -> a followed feed with changes to copy (group "fanout")
+    af:{fanout}:sources      ZSET    every feed with followers (the sweep repairs lost jobs from it)
+
 A change event (what the log stores and the channel carries) is one JSON object built by the
 write scripts: ``{"seq", "epoch", "event", "feed", "activity", "prev"}``; see ``lua/_common.lua``.
 A notification feed's channel also carries ``{"counts": {"unseen", "unread"}}`` messages, which
@@ -76,6 +85,16 @@ class Keys:
         """The (seen, read) id sets of a notification feed (same slot as the feed's other keys)."""
         base = f"{self.prefix}{{{feed}}}:"
         return base + "seen", base + "read"
+
+    def follows(self, feed: str) -> tuple[str, str, str, str]:
+        """(followers, following, fan-out state, fan-out lease) of ``feed`` (all in its slot)."""
+        base = f"{self.prefix}{{{feed}}}:"
+        return base + "followers", base + "following", base + "fo", base + "folease"
+
+    def fanout(self) -> tuple[str, str]:
+        """(job stream, sources set) of the follow fan-out: one slot of their own."""
+        base = f"{self.prefix}{{fanout}}:"
+        return base + "jobs", base + "sources"
 
     def readiness_channel(self, token: str) -> str:
         """A throwaway channel used by ``/readyz`` to prove the pub/sub path round-trips."""
