@@ -46,8 +46,11 @@ from .http import (
 from .hub import Hub
 from .keys import Keys
 from .metrics import Metrics
+from .model_routes import Enricher, ModelApi
+from .objects import ObjectService, ObjectStore
 from .openapi import OpenApi
 from .ratelimit import RateLimit
+from .reactions import ReactionService, ReactionStore
 from .routes import NativeApi, Readiness
 from .service import FeedService
 from .store import FeedStore
@@ -228,11 +231,19 @@ class FeedApp:
         )
         self.openapi = OpenApi()
         self.follow_api = FollowApi(self.follow_service, self.auth, max_body_bytes=max_body)
+        self.reaction_service = ReactionService(
+            self.service,
+            ReactionStore(self.redis, self.keys, timeout=s.redis.command_timeout, resume_window=s.feeds.resume_window),
+        )
+        self.object_service = ObjectService(ObjectStore(self.redis, self.keys, timeout=s.redis.command_timeout))
+        self.model_api = ModelApi(self.reaction_service, self.object_service, self.auth, max_body_bytes=max_body)
+        self.native.enrich = Enricher(self.reaction_service, self.object_service)
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
             *self.follow_api.routes(),
+            *self.model_api.routes(),
             *dialect_routes(self.service, self.auth, self.openapi, max_body),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),

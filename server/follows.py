@@ -60,6 +60,8 @@ T = TypeVar("T")
 GROUP = "fanout"
 #: Body fields of an original that a copy does not take over (the copy gets its own).
 _NOT_COPIED = frozenset({"id", "seq", "feed", "created_at", "updated_at", "version", "to", "origin", FOLLOW_MARK})
+#: The change events that reach follower feeds.
+_COPIED_EVENTS = frozenset({"created", "updated", "deleted"})
 #: A copy passes the in-Redis history filter and is judged in Python by its origin's rule.
 _COPY_AUDIENCE = ({"type": "public"},)
 
@@ -495,8 +497,8 @@ class Fanout:
         ops: list[tuple[str, list[Any]]] = []
         for event in events:
             activity = event.get("activity") or {}
-            if follow_origin(activity) is not None or "id" not in activity:
-                continue
+            if event.get("event") not in _COPIED_EVENTS or follow_origin(activity) is not None or "id" not in activity:
+                continue  # reactions stay with their activity's feed; copies are not passed on
             kind = "delete" if event.get("event") == "deleted" else "write"
             item: Any = activity["id"] if kind == "delete" else activity
             if ops and ops[-1][0] == kind:

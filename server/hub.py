@@ -269,7 +269,7 @@ def event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | Non
     if follow_origin(activity) is not None:  # judged in the origin feed (acl.Viewer.can_see)
         return _copy_event_for(viewer, event)
     sees_now = viewer.admin or admits(viewer, actor_id(activity), activity.get("audience") or ())
-    if kind == "created":
+    if kind == "created" or kind.startswith("reaction."):  # a reaction event: whoever sees its activity
         return (kind, activity) if sees_now else None
     if kind == "deleted":
         return (kind, protocol.deleted_stub(activity)) if sees_now else None
