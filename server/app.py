@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,11 +27,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .auth import Authenticator
+from .backends.base import Broker as BrokerContract
+from .backends.base import Pipeline
+from .backends.cluster import ClusterPipeline, cluster_enabled
+from .backends.pipeline import Batcher
+from .backends.sentinel import sentinel_pool
 from .broker import Broker
-from .config import Settings, load_settings
+from .config import Settings, load_settings, redis_db
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
-from .errors import FeedError
+from .errors import FeedError, Unavailable
 from .follow_routes import FollowApi
 from .follow_service import FollowService
 from .follows import Fanout, FanoutMetrics, FollowStore
@@ -149,7 +154,7 @@ class FeedApp:
         s = settings
         self.embedded: EmbeddedRedis | None = None
         url = s.redis.url
-        if not url:
+        if not url and not s.redis.sentinels:
             self.embedded = EmbeddedRedis(s.redis.data_dir, port=free_port(), appendfsync=s.redis.appendfsync)
             url = self.embedded.url
         self.redis_url = url
@@ -161,33 +166,32 @@ class FeedApp:
 
         self.metrics = Metrics()
         self.keys = Keys(s.redis.key_prefix)
-        # No socket_timeout: redis-py would arm a timer for every read. The store bounds each
-        # pipeline itself (command_timeout), and cancelling a read makes redis-py drop the connection.
-        self.redis = Redis.from_url(
-            url,
-            socket_timeout=None,  # redis-py's default is 5 s: a timer per read
-            socket_connect_timeout=s.redis.command_timeout,
-            health_check_interval=0,
-            protocol=2,
-            max_connections=256,
-        )
+        self.topology = self._topology(url)
+        pipeline, broker_connections = self._pipeline(url)
+        self.pipeline = pipeline
         self.store = FeedStore(
-            self.redis,
+            pipeline,
             self.keys,
             max_feed_length=s.feeds.max_feed_length,
             resume_window=s.feeds.resume_window,
             retention_days=s.feeds.retention_days,
             timeout=s.redis.command_timeout,
+            min_replica_acks=s.redis.min_replica_acks,
         )
         self.hub = Hub(self.store, self.metrics)
-        self.broker = Broker(
-            url,
-            self.keys,
-            self.hub.on_event,
-            self.hub.on_resync,
-            subscribe_timeout=s.redis.command_timeout,
-            on_state=self.metrics.pubsub_state,
-        )
+        self.broker: BrokerContract
+        if self.topology == "cluster":
+            self.broker = _cluster_broker([url, *s.redis.seeds], self.keys, self.hub, self.metrics, s)
+        else:
+            self.broker = Broker(
+                broker_connections,
+                self.keys,
+                self.hub.on_event,
+                self.hub.on_resync,
+                subscribe_timeout=s.redis.command_timeout,
+                on_state=self.metrics.pubsub_state,
+                publish=self.store.publish_probe,
+            )
         self.hub.attach(self.broker)
         self.service = FeedService(
             self.store,
@@ -209,10 +213,11 @@ class FeedApp:
             api_keys=s.auth.api_keys,
             api_key_feeds=s.auth.api_key_feeds,
             public_feeds=s.auth.public_feeds,
+            require_exp=s.auth.require_exp,
         )
         self.readiness = Readiness(
             self.store.ping,
-            lambda: self.broker.round_trip(self.store.publish_probe, s.redis.command_timeout),
+            lambda: self.broker.check_ready(s.redis.command_timeout),
         )
         self.drain = SigtermDrain(s.server.drain_delay, self.begin_drain)
         max_body = s.feeds.max_batch * s.feeds.max_activity_bytes + 65536
@@ -233,9 +238,11 @@ class FeedApp:
         self.follow_api = FollowApi(self.follow_service, self.auth, max_body_bytes=max_body)
         self.reaction_service = ReactionService(
             self.service,
-            ReactionStore(self.redis, self.keys, timeout=s.redis.command_timeout, resume_window=s.feeds.resume_window),
+            ReactionStore(
+                self.pipeline, self.keys, timeout=s.redis.command_timeout, resume_window=s.feeds.resume_window
+            ),
         )
-        self.object_service = ObjectService(ObjectStore(self.redis, self.keys, timeout=s.redis.command_timeout))
+        self.object_service = ObjectService(ObjectStore(self.pipeline, self.keys, timeout=s.redis.command_timeout))
         self.model_api = ModelApi(self.reaction_service, self.object_service, self.auth, max_body_bytes=max_body)
         self.native.enrich = Enricher(self.reaction_service, self.object_service)
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
@@ -265,23 +272,23 @@ class FeedApp:
         )
 
     def _setup_follows(self, url: str) -> None:
-        """Follows (SPEC §12): their store, the durable fan-out (own connections) and use cases."""
+        """Follows (SPEC §12): their store, the durable fan-out and use cases. The fan-out writes
+        copies through a pipeline of its own, so copies never queue in front of user writes."""
         s = self.settings
         f = s.fanout
-        self.follow_store = FollowStore(self.redis, self.keys, timeout=s.redis.command_timeout, max_jobs=f.max_jobs)
-        self.copy_store = FeedStore(  # the fan-out's own lanes: copies never queue before user writes
-            self.redis,
+        self.follow_store = FollowStore(self.pipeline, self.keys, timeout=s.redis.command_timeout, max_jobs=f.max_jobs)
+        fan_pipeline, _ = self._pipeline(url)
+        self.copy_store = FeedStore(
+            fan_pipeline,
             self.keys,
             max_feed_length=s.feeds.max_feed_length,
             resume_window=s.feeds.resume_window,
             retention_days=s.feeds.retention_days,
             timeout=max(s.redis.command_timeout, 5.0),
         )
-        self.fanout_redis = Redis.from_url(url, socket_timeout=None, protocol=2, health_check_interval=0)
         self.fanout = Fanout(
             self.follow_store,
             self.copy_store,
-            self.fanout_redis,
             FanoutMetrics(self.metrics.registry),
             events_per_batch=f.events_per_batch,
             followers_per_chunk=f.followers_per_chunk,
@@ -289,10 +296,53 @@ class FeedApp:
             lease_seconds=f.lease_seconds,
             claim_idle_seconds=f.claim_idle_seconds,
             sweep_seconds=f.sweep_seconds,
+            poll_seconds=f.poll_seconds,
             run_workers=f.enabled,
         )
         self.store.on_change = self.fanout.changed
         self.follow_service = FollowService(self.service, self.follow_store, self.fanout)
+
+    def _topology(self, url: str) -> str:
+        """``single``, ``sentinel`` or ``cluster``, from ``[redis]`` (``cluster = "auto"``: ask the node)."""
+        r = self.settings.redis
+        if r.sentinels:
+            return "sentinel"
+        if self.embedded is not None or r.cluster == "off":
+            return "single"
+        urls = [url, *r.seeds]
+        if r.cluster == "auto":
+            found = cluster_enabled(urls, r.command_timeout)
+            if found is None:
+                log.warning(
+                    'no Redis answered at %s: assuming one node (set [redis] cluster = "on" for a cluster)',
+                    ", ".join(urls),
+                )
+                return "single"
+            if not found[0]:
+                return "single"
+        for node_url in urls:
+            if redis_db(node_url) != 0:
+                raise ValueError(
+                    f"[redis] url {node_url!r} is a Redis Cluster node, and a cluster has only database 0 "
+                    f"(this URL names database {redis_db(node_url)}); drop the /N and isolate with key_prefix"
+                )
+        return "cluster"
+
+    def _pipeline(self, url: str) -> tuple[Pipeline, str | ConnectionPool]:
+        """The store's command path for this topology, and what the single-node broker connects with."""
+        r = self.settings.redis
+        if self.topology == "cluster":
+            return ClusterPipeline([url, *r.seeds], timeout=r.command_timeout), url
+        pool: ConnectionPool
+        if self.topology == "sentinel":
+            pool = sentinel_pool(r.sentinels, r.sentinel_master, url, timeout=r.command_timeout)
+        else:
+            # No socket_timeout: redis-py would arm a timer for every read. The lanes bound each
+            # pipeline themselves (command_timeout), and a cancelled read drops the connection.
+            pool = ConnectionPool.from_url(
+                url, socket_timeout=None, socket_connect_timeout=r.command_timeout, protocol=2
+            )
+        return Batcher(pool.make_connection, timeout=r.command_timeout), pool if self.topology == "sentinel" else url
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/v1/ws":
@@ -335,10 +385,50 @@ class FeedApp:
             await self.broker.close()
             await self.store.close()
             await self.copy_store.close()
-            await self.fanout_redis.aclose()
-            await self.redis.aclose()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
+
+
+def _cluster_broker(urls: list[str], keys: Keys, hub: Hub, metrics: Metrics, s: Settings) -> BrokerContract:
+    """The sharded pub/sub broker of a cluster (``backends.cluster_broker``, one connection per master)."""
+    try:
+        from .backends.cluster_broker import ClusterBroker  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # built separately (issue 10's pub/sub half): writes and reads work without it
+        log.error("this build has no cluster pub/sub broker: live events are unavailable on a cluster")
+        return _NoLiveEvents()
+    broker: BrokerContract = ClusterBroker(
+        urls,
+        keys,
+        hub.on_event,
+        hub.on_resync,
+        subscribe_timeout=s.redis.command_timeout,
+        on_state=metrics.pubsub_state,
+        metrics=metrics,
+    )
+    return broker
+
+
+class _NoLiveEvents:
+    """The broker of a build without the cluster broker: every subscribe answers 503."""
+
+    connected = False
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def subscribe(self, feed: str) -> None:
+        """Refuse (503): no live events."""
+        raise Unavailable("live events are unavailable on a cluster in this build", retry_after=60)
+
+    def unsubscribe(self, feed: str) -> None:
+        """Nothing subscribed."""
+
+    async def check_ready(self, timeout: float) -> None:
+        """Never ready for live events."""
+        raise Unavailable("live events are unavailable on a cluster in this build", retry_after=60)
 
 
 def create_app(settings: Settings | None = None) -> FeedApp:

@@ -22,8 +22,8 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -38,34 +38,35 @@ _SYNC_MARK = b"feedserver-sync"
 _NETWORK_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, EOFError)
 
 
-class BrokerProtocol(Protocol):
-    """What the hub needs from a broker."""
-
-    async def subscribe(self, feed: str) -> None:
-        """Return once events of ``feed`` flow to ``on_event``."""
-
-    def unsubscribe(self, feed: str) -> None:
-        """Stop receiving events of ``feed`` (ordered after earlier subscribes)."""
-
-
 class Broker:
-    """Sharded pub/sub reader with health checks, reconnects and resync notifications."""
+    """Sharded pub/sub reader with health checks, reconnects and resync notifications.
+
+    Implements ``backends.base.Broker`` for one Redis (or the master a Sentinel group names).
+    ``connections`` is a URL or a connection pool whose ``make_connection()`` connects to the
+    current master (a ``SentinelConnectionPool`` asks the Sentinels on every connect, so a
+    reconnect after a failover lands on the new master). ``publish(channel, payload)`` is what
+    ``check_ready`` publishes its probe with (the store's command path).
+    """
 
     def __init__(
         self,
-        url: str,
+        connections: str | ConnectionPool,
         keys: Keys,
         on_event: Callable[[str, bytes], None],
-        on_resync: Callable[[], None],
+        on_resync: Callable[[Collection[str] | None], None],
         *,
         subscribe_timeout: float = 2.0,
         health_interval: float = 1.0,
         health_timeout: float = 3.0,
         on_state: Callable[[bool], None] | None = None,
+        publish: Callable[[str, bytes], Awaitable[Any]] | None = None,
     ) -> None:
         # Reads block for as long as it takes (timeout=math.inf below): the health check PINGs and
         # drops a silent connection, so no per-read timer (redis-py's default) is armed.
-        self._pool = ConnectionPool.from_url(url, socket_connect_timeout=health_timeout, protocol=2)
+        if isinstance(connections, str):
+            connections = ConnectionPool.from_url(connections, socket_connect_timeout=health_timeout, protocol=2)
+        self._pool = connections
+        self._publish = publish
         self._keys = keys
         self._on_event = on_event
         self._on_resync = on_resync
@@ -143,6 +144,12 @@ class Broker:
         if self._connected.is_set():
             self._queue("SUNSUBSCRIBE", self._keys.channel(feed))
 
+    async def check_ready(self, timeout: float) -> None:
+        """Publish a probe (with ``publish``) and wait until it arrives back here (503 otherwise)."""
+        if self._publish is None:
+            raise Unavailable("no publisher configured for the pub/sub round trip", retry_after=1.0)
+        await self.round_trip(self._publish, timeout)
+
     async def round_trip(self, publish: Callable[[str, bytes], Awaitable[Any]], timeout: float) -> None:
         """Publish a nonce with ``publish`` and wait until it arrives back here (503 otherwise)."""
         if not self._connected.is_set():
@@ -218,7 +225,7 @@ class Broker:
                 for _ in self._waiters[channel]:
                     self._queue("SSUBSCRIBE", channel)
         self._on_state(True)
-        self._on_resync()
+        self._on_resync(None)
 
     async def _drop_connection(self) -> None:
         was_up = self._connected.is_set()

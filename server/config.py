@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import limits
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,6 +68,44 @@ class RedisSettings(_Section):
     key_prefix: str = "af:"
     command_timeout: float = Field(1.5, gt=0)
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    cluster: Literal["auto", "on", "off"] = "auto"
+    seeds: list[str] = []
+    sentinels: list[str] = []
+    sentinel_master: str = ""
+    min_replica_acks: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> RedisSettings:
+        """Refuse combinations that cannot work, at startup and with a clear message."""
+        if self.sentinels and not self.sentinel_master:
+            raise ValueError("[redis] sentinels needs sentinel_master (the name the Sentinels monitor)")
+        if self.sentinels and self.cluster == "on":
+            raise ValueError('[redis] sentinels and cluster = "on" exclude each other')
+        for sentinel in self.sentinels:
+            host, _, port = sentinel.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"[redis] sentinels: {sentinel!r} is not host:port")
+        if self.cluster == "on":
+            for url in [self.url, *self.seeds]:
+                if url and redis_db(url) != 0:
+                    raise ValueError(
+                        f"[redis] a cluster has only database 0, but {url!r} names database {redis_db(url)}; "
+                        "use key_prefix to share a cluster"
+                    )
+        return self
+
+
+def redis_db(url: str) -> int:
+    """The database number a Redis URL names (path ``/N`` or ``?db=N``; 0 when absent)."""
+    parsed = urlsplit(url)
+    path = parsed.path.strip("/")
+    if path:
+        return int(path) if path.isdigit() else -1
+    for part in parsed.query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "db" and value:
+            return int(value) if value.isdigit() else -1
+    return 0
 
 
 class AuthSettings(_Section):
@@ -81,6 +120,7 @@ class AuthSettings(_Section):
     api_keys: list[str] = []
     api_key_feeds: dict[str, dict[str, list[str]]] = {}
     public_feeds: list[str] = []
+    require_exp: bool = True
 
 
 class FeedsSettings(_Section):
@@ -105,6 +145,7 @@ class FanoutSettings(_Section):
     lease_seconds: float = Field(30.0, gt=0)
     claim_idle_seconds: float = Field(30.0, gt=0)
     sweep_seconds: float = Field(60.0, gt=0)
+    poll_seconds: float = Field(0.05, gt=0)
     max_jobs: int = Field(100_000, ge=100)
 
 

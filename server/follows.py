@@ -44,13 +44,13 @@ from typing import Any, TypeVar
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 
 from .acl import FOLLOW_MARK, actor_id, follow_origin
-from .errors import Unavailable
+from .backends.base import Pipeline
+from .calls import Calls, pairs, text
 from .keys import Keys
 from .models import dumps, parse_time, time_ms, visibility
-from .store import RETRY_AFTER, FeedStore, WriteItem
+from .store import FeedStore, WriteItem
 
 log = logging.getLogger("feedserver.follows")
 
@@ -106,46 +106,41 @@ class Follow:
 
 
 class FollowStore:
-    """Follow relations, the fan-out job stream and the fan-out scripts in Redis."""
+    """Follow relations, the fan-out job stream and the fan-out scripts, over the command pipeline."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, timeout: float, max_jobs: int) -> None:
-        self._redis = redis
+    def __init__(self, pipeline: Pipeline, keys: Keys, *, timeout: float, max_jobs: int) -> None:
+        self.calls = Calls(pipeline, timeout)
         self.keys = keys
-        self._timeout = timeout
         self._max_jobs = max_jobs
-        self._follow_add = redis.register_script(_script("follow_add.lua"))
-        self._take = redis.register_script(_script("fanout_take.lua"))
-        self._done = redis.register_script(_script("fanout_done.lua"))
-        self._origin_ids = redis.register_script(_script("origin_ids.lua"))
+        self._follow_add = self.calls.script(_script("follow_add.lua"))
+        self._take = self.calls.script(_script("fanout_take.lua"))
+        self._done = self.calls.script(_script("fanout_done.lua"))
+        self._origin_ids = self.calls.script(_script("origin_ids.lua"))
         self.jobs, self.sources = keys.fanout()
-
-    async def _call(self, op: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
-        try:
-            async with asyncio.timeout(timeout or self._timeout):
-                return await op()
-        except TimeoutError:
-            raise Unavailable("Redis did not answer in time", retry_after=RETRY_AFTER) from None
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise Unavailable(f"Redis is unavailable: {type(exc).__name__}", retry_after=RETRY_AFTER) from None
 
     # -- relations -----------------------------------------------------------------------------
 
     async def add(self, follower: str, target: str, ms: int) -> bool:
-        """Record ``follower`` follows ``target`` (two single-slot calls); True if it is new."""
+        """Record ``follower`` follows ``target`` (single-slot calls); True if it is new."""
         followers, _, fo, _ = self.keys.follows(target)
-        _, following, _, _ = self.keys.follows(follower)
+        following = self.keys.follows(follower)[1]
         meta = self.keys.feed(target).meta
-        added, _ = await self._call(lambda: self._follow_add(keys=[meta, followers, fo], args=[follower, ms]))
-        await self._call(lambda: self._redis.zadd(following, {target: ms}, nx=True))
-        await self._call(lambda: self._redis.zadd(self.sources, {target: ms}, nx=True))
+        added, _ = await self.calls.eval(self._follow_add, [meta, followers, fo], [follower, ms])
+        await self.calls.many(
+            [
+                (following, "ZADD", following, "NX", ms, target),
+                (self.sources, "ZADD", self.sources, "NX", ms, target),
+            ]
+        )
         return bool(added)
 
     async def remove(self, follower: str, target: str) -> bool:
         """Forget that ``follower`` follows ``target``; True if it did."""
         followers = self.keys.follows(target)[0]
         following = self.keys.follows(follower)[1]
-        removed = await self._call(lambda: self._redis.zrem(followers, follower))
-        await self._call(lambda: self._redis.zrem(following, target))
+        removed, _ = await self.calls.many(
+            [(followers, "ZREM", followers, follower), (following, "ZREM", following, target)]
+        )
         return bool(removed)
 
     async def listing(
@@ -155,18 +150,17 @@ class FollowStore:
         first, as (feed, ms); ``only`` restricts to those feeds."""
         key = self.keys.follows(feed)[0 if side == "followers" else 1]
         if only:
-            scores = await self._call(lambda: self._redis.zmscore(key, list(only)))
-            found = [(f, int(s)) for f, s in zip(only, scores, strict=True) if s is not None]
+            scores = await self.calls.cmd(key, "ZMSCORE", key, *only)
+            found = [(f, int(float(sc))) for f, sc in zip(only, scores, strict=True) if sc is not None]
             found.sort(key=lambda p: (-p[1], p[0]))
             return found[offset : offset + limit]
-        rows: Any = await self._call(lambda: self._redis.zrevrange(key, offset, offset + limit - 1, withscores=True))
-        return [(f.decode(), int(s)) for f, s in rows]
+        rows = await self.calls.cmd(key, "ZREVRANGE", key, offset, offset + limit - 1, "WITHSCORES")
+        return [(text(f), int(float(sc))) for f, sc in pairs(rows)]
 
     async def counts(self, feed: str) -> tuple[int, int]:
         """(followers, following) of ``feed``."""
         followers, following, _, _ = self.keys.follows(feed)
-        a = await self._call(lambda: self._redis.zcard(followers))
-        b = await self._call(lambda: self._redis.zcard(following))
+        a, b = await self.calls.many([(followers, "ZCARD", followers), (following, "ZCARD", following)])
         return int(a), int(b)
 
     async def follower_scan(self, feed: str, cursor: int, count: int) -> tuple[int, list[str]]:
@@ -177,95 +171,110 @@ class FollowStore:
         same changes twice, in order, which changes nothing.
         """
         key = self.keys.follows(feed)[0]
-        reply: Any = await self._call(lambda: self._redis.zscan(key, cursor, count=count))
-        nxt, rows = reply
-        return int(nxt), [m.decode() for m, _ in rows]
+        nxt, rows = await self.calls.cmd(key, "ZSCAN", key, cursor, "COUNT", count)
+        return int(nxt), [text(m) for m, _ in pairs(rows)]
 
     async def latest(self, feed: str, limit: int) -> list[bytes]:
         """The newest ``limit`` activity bodies of ``feed``, newest first."""
         k = self.keys.feed(feed)
-        ids: Any = await self._call(lambda: self._redis.zrevrange(k.idx, 0, limit - 1))
+        ids = await self.calls.cmd(k.idx, "ZREVRANGE", k.idx, 0, limit - 1)
         if not ids:
             return []
-        bodies: Any = await self._call(lambda: self._redis.hmget(k.acts, ids))
+        bodies = await self.calls.cmd(k.acts, "HMGET", k.acts, *ids)
         return [b for b in bodies if b is not None]
 
     async def copies_from(self, feed: str, origin: str) -> list[str]:
         """Ids of the follow copies in ``feed`` that came from ``origin``."""
         acts = self.keys.feed(feed).acts
         needle = f'"origin":{orjson.dumps(origin).decode()}'
-        ids = await self._call(lambda: self._origin_ids(keys=[acts], args=[needle]), timeout=self._timeout * 4)
-        return [i.decode() for i in ids]
+        ids = await self.calls.eval(self._origin_ids, [acts], [needle])
+        return [text(i) for i in ids]
 
     # -- jobs ----------------------------------------------------------------------------------
 
     async def with_followers(self, feeds: Sequence[str]) -> list[str]:
         """The feeds of ``feeds`` that have followers."""
-        pipe = self._redis.pipeline(transaction=False)
-        for feed in feeds:
-            pipe.exists(self.keys.follows(feed)[0])
-        found = await self._call(pipe.execute)
+        keys = [self.keys.follows(feed)[0] for feed in feeds]
+        found = await self.calls.many([(k, "EXISTS", k) for k in keys])
         return [f for f, n in zip(feeds, found, strict=True) if n]
 
     async def enqueue(self, feeds: Sequence[str]) -> None:
         """Add one fan-out job per feed to the job stream (capped: the sweep repairs trimmed jobs)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for feed in feeds:
-            pipe.xadd(self.jobs, {"feed": feed}, maxlen=self._max_jobs, approximate=True)
-        await self._call(pipe.execute)
+        j = self.jobs
+        await self.calls.many([(j, "XADD", j, "MAXLEN", "~", self._max_jobs, "*", "feed", f) for f in feeds])
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing; jobs already there are kept."""
         try:
-            await self._call(lambda: self._redis.xgroup_create(self.jobs, GROUP, id="0", mkstream=True))
+            await self.calls.cmd(self.jobs, "XGROUP", "CREATE", self.jobs, GROUP, "0", "MKSTREAM")
         except redis_errors.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def read_jobs(self, consumer: str, count: int) -> list[tuple[Any, str | None]]:
+        """New jobs for ``consumer`` (``XREADGROUP``, not blocking: lanes are shared)."""
+        j = self.jobs
+        reply = await self.calls.cmd(j, "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "STREAMS", j, ">")
+        return [_job(entry) for _, entries in reply or () for entry in entries]
+
+    async def claim_jobs(self, consumer: str, idle_ms: int, start: Any, count: int) -> tuple[Any, list[Any]]:
+        """``XAUTOCLAIM``: (next start, jobs idle longer than ``idle_ms`` now owned by ``consumer``)."""
+        j = self.jobs
+        reply = await self.calls.cmd(j, "XAUTOCLAIM", j, GROUP, consumer, idle_ms, start, "COUNT", count)
+        return reply[0], [_job(entry) for entry in reply[1]]
+
+    async def ack(self, ids: Sequence[Any]) -> None:
+        """``XACK`` jobs done."""
+        if ids:
+            await self.calls.cmd(self.jobs, "XACK", self.jobs, GROUP, *ids)
 
     async def take(self, feed: str, token: str, lease_ms: int, max_events: int) -> list[Any]:
         """``fanout_take.lua`` on ``feed``."""
         k = self.keys.feed(feed)
         _, _, fo, lease = self.keys.follows(feed)
-        return list(
-            await self._call(lambda: self._take(keys=[k.meta, k.log, fo, lease], args=[token, lease_ms, max_events]))
-        )
+        return list(await self.calls.eval(self._take, [k.meta, k.log, fo, lease], [token, lease_ms, max_events]))
 
     async def done(self, feed: str, token: str, cursor: int, lease_ms: int) -> str:
         """``fanout_done.lua`` on ``feed``: 'lost', 'more' or 'idle'."""
         meta = self.keys.feed(feed).meta
         _, _, fo, lease = self.keys.follows(feed)
-        reply = await self._call(lambda: self._done(keys=[meta, fo, lease], args=[token, cursor, lease_ms]))
-        return reply.decode() if isinstance(reply, bytes) else str(reply)
+        return text(await self.calls.eval(self._done, [meta, fo, lease], [token, cursor, lease_ms]))
 
     async def behind(self, feeds: Sequence[str]) -> list[int]:
         """How many changes each feed's fan-out cursor is behind its seq."""
-        pipe = self._redis.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []
         for feed in feeds:
-            pipe.hget(self.keys.feed(feed).meta, "seq")
-            pipe.hget(self.keys.follows(feed)[2], "cursor")
-        replies = await self._call(pipe.execute)
+            meta, fo = self.keys.feed(feed).meta, self.keys.follows(feed)[2]
+            commands += [(meta, "HGET", meta, "seq"), (fo, "HGET", fo, "cursor")]
+        replies = await self.calls.many(commands)
         out = []
-        for i in range(0, len(replies), 2):
-            seq, cursor = int(replies[i] or 0), replies[i + 1]
-            out.append(max(0, seq - int(cursor)) if cursor is not None else 0)
+        for seq, cursor in pairs(replies):
+            out.append(max(0, int(seq or 0) - int(cursor)) if cursor is not None else 0)
         return out
 
     async def source_page(self, start: int, count: int) -> list[str]:
         """A page of the feeds that have (or had) followers."""
-        rows: Any = await self._call(lambda: self._redis.zrange(self.sources, start, start + count - 1))
-        return [r.decode() for r in rows]
+        rows = await self.calls.cmd(self.sources, "ZRANGE", self.sources, start, start + count - 1)
+        return [text(r) for r in rows]
 
     async def backlog(self) -> tuple[int, int]:
         """(jobs not yet read by the group, jobs read but not acknowledged)."""
         try:
-            groups = await self._call(lambda: self._redis.xinfo_groups(self.jobs))
+            groups = await self.calls.cmd(self.jobs, "XINFO", "GROUPS", self.jobs)
         except redis_errors.ResponseError:
             return 0, 0
         for group in groups:
-            name = group.get("name")
-            if (name.decode() if isinstance(name, bytes) else name) == GROUP:
-                return int(group.get("lag") or 0), int(group.get("pending") or 0)
+            info = {text(k): v for k, v in pairs(group)}
+            if text(info.get("name")) == GROUP:
+                return int(info.get("lag") or 0), int(info.get("pending") or 0)
         return 0, 0
+
+
+def _job(entry: Any) -> tuple[Any, str | None]:
+    """(entry id, feed) of a job stream entry (feed None for an entry deleted meanwhile)."""
+    entry_id, fields = entry[0], entry[1]
+    info = {text(k): text(v) for k, v in pairs(fields or [])}
+    return entry_id, info.get("feed")
 
 
 class FanoutMetrics:
@@ -296,7 +305,6 @@ class Fanout:
         self,
         follows: FollowStore,
         copies: FeedStore,
-        worker_redis: Redis,
         metrics: FanoutMetrics,
         *,
         events_per_batch: int,
@@ -305,11 +313,11 @@ class Fanout:
         lease_seconds: float,
         claim_idle_seconds: float,
         sweep_seconds: float,
+        poll_seconds: float = 0.05,
         run_workers: bool = True,
     ) -> None:
         self.follows = follows
         self.copies = copies
-        self._worker_redis = worker_redis
         self.metrics = metrics
         self.events_per_batch = events_per_batch
         self.followers_per_chunk = followers_per_chunk
@@ -317,6 +325,8 @@ class Fanout:
         self.lease_ms = int(lease_seconds * 1000)
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.sweep_seconds = sweep_seconds
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
         self.run_workers = run_workers
         self.consumer = f"{uuid.uuid4().hex[:12]}"
         self._changed: set[str] = set()
@@ -341,6 +351,7 @@ class Fanout:
                     followed = await self.follows.with_followers(feeds)
                     if followed:
                         await self.follows.enqueue(followed)
+                        self._wake.set()
                 except Exception as exc:  # the sweep will find these feeds behind
                     log.warning("could not queue fan-out jobs for %d feeds: %s", len(feeds), exc)
         finally:
@@ -386,49 +397,41 @@ class Fanout:
                 await asyncio.sleep(pause)
 
     async def _read_jobs(self) -> None:
-        reply: Any = await self._worker_redis.xreadgroup(
-            GROUP, self.consumer, {self.follows.jobs: ">"}, count=self.jobs_per_read, block=1000
-        )
-        for _, entries in reply or ():
-            await self._handle(entries, "new")
+        jobs = await self.follows.read_jobs(self.consumer, self.jobs_per_read)
+        if jobs:
+            await self._handle(jobs, "new")
+            return
+        self._wake.clear()  # idle: poll again soon, or at once when this process queues a job
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def _claim_jobs(self) -> None:
         start: Any = "0-0"
         while True:
-            reply: Any = await self._worker_redis.xautoclaim(
-                self.follows.jobs,
-                GROUP,
-                self.consumer,
-                min_idle_time=self.claim_idle_ms,
-                start_id=start,
-                count=self.jobs_per_read,
-            )
-            start, entries = reply[0], reply[1]
-            if entries:
-                await self._handle(entries, "claimed")
-            if not entries or start in (b"0-0", "0-0"):
+            start, jobs = await self.follows.claim_jobs(self.consumer, self.claim_idle_ms, start, self.jobs_per_read)
+            if jobs:
+                await self._handle(jobs, "claimed")
+            if not jobs or text(start) == "0-0":
                 return
 
-    async def _handle(self, entries: Sequence[Any], how: str) -> None:
+    async def _handle(self, jobs: Sequence[tuple[Any, str | None]], how: str) -> None:
         """Do the jobs of one read (each followed feed once), then acknowledge the ones done."""
         by_feed: dict[str, list[Any]] = {}
-        for entry_id, fields in entries:
-            if not fields:  # deleted from the stream meanwhile
-                await self._worker_redis.xack(self.follows.jobs, GROUP, entry_id)
-                continue
-            feed = fields.get(b"feed") or fields.get("feed")
-            feed = feed.decode() if isinstance(feed, bytes) else str(feed)
-            by_feed.setdefault(feed, []).append(entry_id)
+        gone = []
+        for entry_id, feed in jobs:
+            if feed is None:  # deleted from the stream meanwhile
+                gone.append(entry_id)
+            else:
+                by_feed.setdefault(feed, []).append(entry_id)
         results = await asyncio.gather(*(self.drain(feed) for feed in by_feed), return_exceptions=True)
-        done = []
+        done = gone
         for (feed, ids), result in zip(by_feed.items(), results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("fan-out of %s failed (the job will be retried): %s", feed, result)
                 continue
             done.extend(ids)
-        if done:
-            await self._worker_redis.xack(self.follows.jobs, GROUP, *done)
-            self.metrics.jobs.labels(how).inc(len(done))
+        await self.follows.ack(done)
+        self.metrics.jobs.labels(how).inc(len(done))
 
     async def _sweep(self) -> None:
         """Queue a job for every followed feed whose fan-out is behind its changes."""
@@ -460,7 +463,7 @@ class Fanout:
         token = f"{self.consumer}:{uuid.uuid4().hex[:8]}"
         while True:
             reply = await self.follows.take(feed, token, self.lease_ms, self.events_per_batch)
-            kind = _text(reply[0])
+            kind = text(reply[0])
             if kind in ("busy", "idle"):
                 return
             if kind == "gap":  # more changes than the change log keeps: copy the feed's newest state
@@ -546,10 +549,6 @@ class Fanout:
             results = await self.copies.delete(follower, ids[i : i + 100], actor="", may_override=True)
             removed += sum(r.status == "ok" for r in results)
         return removed
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _stamp() -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -386,6 +386,27 @@ class Hub:
         assert self._broker is not None
         self._broker.unsubscribe(feed)
 
+    def reauthorize(self, peer: Peer, viewer_of: Callable[[str], Viewer | None]) -> list[str]:
+        """Re-check every subscription of ``peer`` after its credentials changed.
+
+        ``viewer_of(feed)`` is the peer's new standing on ``feed``, or None when it may no longer
+        read it: that subscription ends (the feeds ended are returned); the others keep their
+        position and are re-indexed under the new viewer, effective for the next event.
+        """
+        ended = []
+        for feed in sorted(self._peer_feeds.get(peer, ())):
+            viewer = viewer_of(feed)
+            room = self.rooms[feed]
+            if viewer is None:
+                self.unsubscribe(peer, feed)
+                ended.append(feed)
+                continue
+            sub = room.remove(peer)
+            assert sub is not None
+            sub.viewer = viewer
+            room.add(sub)
+        return ended
+
     def drop_peer(self, peer: Peer) -> None:
         """Forget every subscription of a closed connection."""
         for feed in list(self._peer_feeds.get(peer, ())):
@@ -419,7 +440,7 @@ class Hub:
             else:
                 self._accept(room, event)
 
-    def on_resync(self) -> None:
+    def on_resync(self, feeds: Collection[str] | None = None) -> None:
         """After a pub/sub reconnect: fetch from the change log whatever every room may have missed.
 
         Rooms still in their first handshake are marked, and fill once their cursor is known (the

@@ -12,8 +12,9 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{booking:f4d1}:fid    ZSET    "<foreign_id>\\x00<time>\\x00<id>", all scores 0 (lex index)
     af:{booking:f4d1}:log    LIST    newest first: the last `resume_window` change events
     af:{booking:f4d1}:ch     channel pub/sub channel carrying the same change events
-    af:{booking:f4d1}:vis    HASH    activity id -> "actor \x1f verb \x1f audience tokens…" (models.visibility):
+    af:{booking:f4d1}:vis2   HASH    activity id -> length-prefixed "actor verb audience-tokens" (models.visibility):
                                      what history reads filter on inside Redis, without decoding bodies
+                                     (was ``vis``, "\x1f"-separated and forgeable: no longer read)
     af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
     af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
@@ -84,7 +85,7 @@ class Keys:
         if keys is None:
             base = f"{self.prefix}{{{feed}}}:"
             keys = FeedKeys(
-                base + "meta", base + "idx", base + "acts", base + "fid", base + "log", base + "ch", base + "vis"
+                base + "meta", base + "idx", base + "acts", base + "fid", base + "log", base + "ch", base + "vis2"
             )
             if len(self._cache) < 100_000:
                 self._cache[feed] = keys

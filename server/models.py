@@ -29,7 +29,13 @@ from ulid import ULID
 from .errors import BadRequest, Invalid
 
 FEED_NAME = re.compile(r"[A-Za-z0-9_\-:.@]{1,128}")
-_ID_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+#: An identifier (activity, actor, audience identity or role id, JWT ``sub``, role): 1–128
+#: printable characters — no C0/C1 control character, no DEL (SPEC §3). Anchored, because
+#: pydantic applies a ``pattern`` with search semantics: an unanchored one passes ``"carol\x1fp"``.
+ID_TEXT = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,128}$")
+#: A feed pattern of a ``feeds`` claim, ``public_feeds`` or ``api_key_feeds``: a feed name, or a
+#: prefix of one ending in ``*`` (``booking:*``, ``*``).
+FEED_PATTERN = re.compile(r"^(?:[A-Za-z0-9_\-:.@]{1,128}|[A-Za-z0-9_\-:.@]{0,127}\*)$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
 _ULID_TEXT = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
@@ -58,22 +64,38 @@ _ONE_MS = timedelta(milliseconds=1)
 
 AudienceType = Literal["public", "everyone", "members", "identity", "role"]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-IdText = Annotated[str, StringConstraints(pattern=_ID_TEXT.pattern)]
+IdText = Annotated[str, StringConstraints(pattern=ID_TEXT.pattern)]
 FeedName = Annotated[str, StringConstraints(pattern=f"^{FEED_NAME.pattern}$")]
 
 
-_AUDIENCE_TOKEN = {"public": "p", "everyone": "e", "members": "m"}
+_AUDIENCE_TOKEN = {"public": "p", "everyone": "e", "members": "m", "identity": "i", "role": "r"}
+
+
+def is_id(value: object) -> bool:
+    """True if ``value`` is a valid identifier (``ID_TEXT``)."""
+    return isinstance(value, str) and ID_TEXT.fullmatch(value) is not None
+
+
+def _field(text: str) -> str:
+    return f"{len(text.encode())}:{text}"
 
 
 def visibility(actor: str, verb: str, audience: Iterable[Mapping[str, Any]]) -> str:
     """An activity's visibility line, stored beside it for history reads filtered inside Redis
-    (``lua/read.lua``): ``actor \x1f verb`` then one token per audience entry — ``p``, ``e``,
-    ``m``, ``i:<identity>``, ``r:<role>``. Ids and verbs hold no control characters."""
-    parts = [actor, verb]
+    (``lua/read.lua``, which builds the same line from a body in ``line_of_body``).
+
+    Every string is length-prefixed (``<utf-8 byte length>:<text>``), so no id, verb or actor —
+    whatever characters it holds — can end its field early and forge an audience entry: the
+    line is ``actor verb`` then one token per entry: ``p``, ``e``, ``m``, ``i<id>``, ``r<id>``
+    (``<id>`` length-prefixed too). Example: ``5:alice4:postmi3:bobr10:accounting``.
+    """
+    parts = [_field(actor), _field(verb)]
     for entry in audience:
-        kind = entry["type"]
-        parts.append(_AUDIENCE_TOKEN.get(kind) or f"{kind[0]}:{entry['id']}")
-    return "\x1f".join(parts)
+        token = _AUDIENCE_TOKEN.get(entry["type"])
+        if token is None:
+            continue  # an entry type this version does not know admits nobody
+        parts.append(token + _field(str(entry["id"])) if token in ("i", "r") else token)
+    return "".join(parts)
 
 
 def dumps(value: Any) -> bytes:

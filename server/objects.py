@@ -12,21 +12,17 @@ an admin sets it) and changed or deleted by its user or an admin.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
-from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 
 from .acl import Principal
-from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from .backends.base import Pipeline
+from .calls import Calls
+from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from .keys import Keys
 from .models import dumps, format_time, now
-from .store import RETRY_AFTER
-
-T = TypeVar("T")
 
 _MAX_DATA = 10240
 _MAX_BATCH = 1000
@@ -46,40 +42,25 @@ def _data(value: Any) -> dict[str, Any]:
 
 
 class ObjectStore:
-    """Users and collection objects in Redis."""
+    """Users and collection objects in Redis, over the command pipeline."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, timeout: float) -> None:
-        self._redis = redis
+    def __init__(self, pipeline: Pipeline, keys: Keys, *, timeout: float) -> None:
+        self.calls = Calls(pipeline, timeout)
         self.keys = keys
-        self._timeout = timeout
-
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await op()
-        except TimeoutError:
-            raise Unavailable("Redis did not answer in time", retry_after=RETRY_AFTER) from None
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise Unavailable(f"Redis is unavailable: {type(exc).__name__}", retry_after=RETRY_AFTER) from None
 
     async def get_many(self, keys: Sequence[str]) -> list[dict[str, Any] | None]:
         """The objects at ``keys`` (None where missing); one GET per key (each its own slot)."""
-        if not keys:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.get(key)
-        found: Any = await self._call(pipe.execute)
+        found = await self.calls.many([(k, "GET", k) for k in keys])
         return [orjson.loads(v) if v is not None else None for v in found]
 
     async def put(self, key: str, value: dict[str, Any], *, only_new: bool = False) -> bool:
         """Store ``value``; with ``only_new`` only if absent (False when it existed)."""
-        done: Any = await self._call(lambda: self._redis.set(key, dumps(value), nx=only_new))
-        return bool(done)
+        extra = ("NX",) if only_new else ()
+        return await self.calls.cmd(key, "SET", key, dumps(value), *extra) is not None
 
     async def delete(self, key: str) -> bool:
         """Remove; False if it did not exist."""
-        return bool(await self._call(lambda: self._redis.delete(key)))
+        return bool(await self.calls.cmd(key, "DEL", key))
 
 
 class ObjectService:

@@ -13,23 +13,22 @@ Reads enrich activities with ``reaction_counts``, ``latest_reactions`` and ``own
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
 import orjson
-from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 
 from .acl import Principal, Right, follow_origin
-from .errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from .backends.base import Pipeline
+from .calls import Calls, pairs, text
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .keys import Keys
 from .models import IdGenerator, check_feed_name, dumps, format_time, now
 from .service import FeedService
-from .store import RETRY_AFTER, new_epoch
+from .store import new_epoch
 
 T = TypeVar("T")
 
@@ -68,23 +67,13 @@ class EnrichFlags:
 
 
 class ReactionStore:
-    """Reactions in Redis."""
+    """Reactions in Redis, over the command pipeline."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, timeout: float, resume_window: int) -> None:
-        self._redis = redis
+    def __init__(self, pipeline: Pipeline, keys: Keys, *, timeout: float, resume_window: int) -> None:
+        self.calls = Calls(pipeline, timeout)
         self.keys = keys
-        self._timeout = timeout
         self._window = resume_window
-        self._script = redis.register_script(_lua("reaction.lua"))
-
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await op()
-        except TimeoutError:
-            raise Unavailable("Redis did not answer in time", retry_after=RETRY_AFTER) from None
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise Unavailable(f"Redis is unavailable: {type(exc).__name__}", retry_after=RETRY_AFTER) from None
+        self._script = self.calls.script(_lua("reaction.lua"))
 
     async def change(self, op: str, feed: str, reaction: dict[str, Any]) -> dict[str, Any]:
         """Run ``lua/reaction.lua``; the stored reaction (404/409 on missing/conflict)."""
@@ -101,33 +90,40 @@ class ReactionStore:
             reaction["kind"],
             reaction["user_id"],
         ]
-        reply: Any = await self._call(lambda: self._script(keys=[*self.keys.feed(feed), *rx_keys], args=args))
-        status = reply[0].decode()
+        reply = await self.calls.eval(self._script, [*self.keys.feed(feed), *rx_keys], args)
+        status = text(reply[0])
         if status == "missing":
             raise NotFound(f"activity {reaction['activity_id']} or reaction {reaction['id']} not found")
         if status == "conflict":
             raise Conflict(f"reaction {reaction['id']} already exists")
         stored: dict[str, Any] = orjson.loads(reply[1])
-        locator = self.keys.reaction_locator(reaction["id"])
+        rid = reaction["id"]
+        locator = self.keys.reaction_locator(rid)
         ids, feeds = self.keys.user_reactions(reaction["user_id"])
         if op == "add":
-            await self._call(lambda: self._redis.set(locator, feed))
-            await self._call(lambda: self._redis.zadd(ids, {reaction["id"]: 0}))
-            await self._call(lambda: self._redis.hset(feeds, reaction["id"], feed))
+            await self.calls.many(
+                [(locator, "SET", locator, feed), (ids, "ZADD", ids, 0, rid), (feeds, "HSET", feeds, rid, feed)]
+            )
         elif op == "delete":
-            await self._call(lambda: self._redis.delete(locator))
-            await self._call(lambda: self._redis.zrem(ids, reaction["id"]))
-            await self._call(lambda: self._redis.hdel(feeds, reaction["id"]))
+            await self.calls.many([(locator, "DEL", locator), (ids, "ZREM", ids, rid), (feeds, "HDEL", feeds, rid)])
         return stored
 
     async def locate(self, reaction_id: str) -> tuple[str, dict[str, Any]] | None:
         """(feed, reaction) of a reaction id, or None."""
-        feed: Any = await self._call(lambda: self._redis.get(self.keys.reaction_locator(reaction_id)))
+        locator = self.keys.reaction_locator(reaction_id)
+        feed = await self.calls.cmd(locator, "GET", locator)
         if feed is None:
             return None
-        feed = feed.decode()
-        raw: Any = await self._call(lambda: self._redis.hget(self.keys.reactions(feed, "")[0], reaction_id))
+        feed = text(feed)
+        rx = self.keys.reactions(feed, "")[0]
+        raw = await self.calls.cmd(rx, "HGET", rx, reaction_id)
         return (feed, orjson.loads(raw)) if raw is not None else None
+
+    async def _bodies(self, feed: str, ids: Sequence[Any]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        rx = self.keys.reactions(feed, "")[0]
+        return [orjson.loads(b) for b in await self.calls.cmd(rx, "HMGET", rx, *ids) if b is not None]
 
     async def page(
         self, feed: str, index: str, *, limit: int, id_lt: str = "", id_gt: str = ""
@@ -136,58 +132,51 @@ class ReactionStore:
         high = f"({id_lt}" if id_lt else "+"
         low = f"({id_gt}" if id_gt else "-"
         if id_gt and not id_lt:
-            ids: Any = await self._call(lambda: self._redis.zrangebylex(index, low, high, 0, limit))
-            ids = list(reversed(ids))
+            ids = list(reversed(await self.calls.cmd(index, "ZRANGEBYLEX", index, low, high, "LIMIT", 0, limit)))
         else:
-            ids = await self._call(lambda: self._redis.zrevrangebylex(index, high, low, 0, limit))
-        if not ids:
-            return []
-        bodies: Any = await self._call(lambda: self._redis.hmget(self.keys.reactions(feed, "")[0], ids))
-        return [orjson.loads(b) for b in bodies if b is not None]
+            ids = await self.calls.cmd(index, "ZREVRANGEBYLEX", index, high, low, "LIMIT", 0, limit)
+        return await self._bodies(feed, ids)
 
     async def user_page(self, user: str, *, limit: int, id_lt: str = "", id_gt: str = "") -> list[dict[str, Any]]:
         """A user's reactions, newest first."""
         ids_key, feeds_key = self.keys.user_reactions(user)
         high = f"({id_lt}" if id_lt else "+"
         low = f"({id_gt}" if id_gt else "-"
-        ids: Any = await self._call(lambda: self._redis.zrevrangebylex(ids_key, high, low, 0, limit))
+        ids = await self.calls.cmd(ids_key, "ZREVRANGEBYLEX", ids_key, high, low, "LIMIT", 0, limit)
         if not ids:
             return []
-        feeds: Any = await self._call(lambda: self._redis.hmget(feeds_key, ids))
-        pipe = self._redis.pipeline(transaction=False)
+        feeds = await self.calls.cmd(feeds_key, "HMGET", feeds_key, *ids)
+        commands = []
         for rid, feed in zip(ids, feeds, strict=True):
-            pipe.hget(self.keys.reactions(feed.decode() if feed else "", "")[0], rid)
-        bodies: Any = await self._call(pipe.execute)
-        return [orjson.loads(b) for b in bodies if b is not None]
+            rx = self.keys.reactions(text(feed) if feed else "", "")[0]
+            commands.append((rx, "HGET", rx, rid))
+        return [orjson.loads(b) for b in await self.calls.many(commands) if b is not None]
 
     async def enrichment(
         self, targets: Sequence[tuple[str, str]], flags: EnrichFlags, user: str | None
     ) -> list[dict[str, Any]]:
         """For each (feed, activity id): ``{"reaction_counts", "latest_reactions", "own_reactions"}``."""
-        pipe = self._redis.pipeline(transaction=False)
-        for feed, aid in targets:
-            pipe.hgetall(self.keys.reactions(feed, aid)[3])
-        counts_raw: Any = await self._call(pipe.execute)
-        counts = [{k.decode(): int(v) for k, v in c.items()} for c in counts_raw]
-        pipe = self._redis.pipeline(transaction=False)
+        count_keys = [self.keys.reactions(feed, aid)[3] for feed, aid in targets]
+        counts_raw = await self.calls.many([(k, "HGETALL", k) for k in count_keys])
+        counts = [{text(k): int(v) for k, v in pairs(c)} for c in counts_raw]
+        commands: list[tuple[Any, ...]] = []
         plan: list[tuple[int, str, str]] = []  # (target index, field, kind)
         for i, ((feed, aid), kinds_count) in enumerate(zip(targets, counts, strict=True)):
-            kinds = [k for k in kinds_count if not flags.kinds or k in flags.kinds]
             if flags.recent:
-                for kind in kinds:
-                    pipe.zrevrangebylex(self.keys.reactions(feed, aid, kind)[2], "+", "-", 0, flags.recent_limit)
+                for kind in (k for k in kinds_count if not flags.kinds or k in flags.kinds):
+                    key = self.keys.reactions(feed, aid, kind)[2]
+                    commands.append((key, "ZREVRANGEBYLEX", key, "+", "-", "LIMIT", 0, flags.recent_limit))
                     plan.append((i, "latest_reactions", kind))
             if flags.own and user:
-                pipe.zrevrangebylex(self.keys.reactions(feed, aid, user=user)[4], "+", "-", 0, MAX_LIMIT)
+                key = self.keys.reactions(feed, aid, user=user)[4]
+                commands.append((key, "ZREVRANGEBYLEX", key, "+", "-", "LIMIT", 0, MAX_LIMIT))
                 plan.append((i, "own_reactions", ""))
-        id_lists: Any = await self._call(pipe.execute) if plan else []
-        pipe = self._redis.pipeline(transaction=False)
+        id_lists = await self.calls.many(commands)
+        fetch: list[tuple[Any, ...]] = []
         for (i, _, _), ids in zip(plan, id_lists, strict=True):
-            if ids:
-                pipe.hmget(self.keys.reactions(targets[i][0], "")[0], ids)
-            else:
-                pipe.echo("")
-        bodies: Any = await self._call(pipe.execute) if plan else []
+            rx = self.keys.reactions(targets[i][0], "")[0]
+            fetch.append((rx, "HMGET", rx, *ids) if ids else (rx, "ECHO", ""))
+        bodies = await self.calls.many(fetch)
         return _assemble(counts, plan, bodies, flags)
 
 

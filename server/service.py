@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .acl import Principal, Right, Rights, actor_id, notification_feed
+from .acl import Principal, Right, Rights, Viewer, actor_id, notification_feed
 from .errors import (
     Conflict,
     FeedError,
@@ -603,6 +603,14 @@ class FeedService:
         """Subscribe a connection to ``feed`` (replies and events go to ``peer``)."""
         self.require(principal, feed, Right.READ)
         await self.hub.subscribe(peer, feed, principal.viewer(feed), since, ref)
+
+    def reauthorize(self, peer: Peer, principal: Principal) -> list[str]:
+        """Apply a connection's new principal to its subscriptions; returns the feeds it lost."""
+
+        def viewer_of(feed: str) -> Viewer | None:
+            return principal.viewer(feed) if principal.rights(feed) & Right.READ else None
+
+        return self.hub.reauthorize(peer, viewer_of)
 
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Stop a connection's subscription; False if it had none."""

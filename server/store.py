@@ -11,169 +11,41 @@ Redis failures and stalls become ``Unavailable`` (503) within ``timeout`` second
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import math
 import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 
+from .backends.pipeline import ReplicaAcksMissing
 from .errors import Conflict, FeedError, Forbidden, Invalid, Unavailable
 from .keys import Keys
+
+if TYPE_CHECKING:
+    from .backends.base import Pipeline
 
 T = TypeVar("T")
 
 #: Error replies that mean "Redis cannot serve this right now", not "this request is wrong".
 _TRANSIENT_REPLIES = ("BUSY", "OOM", "READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
+#: The same, as the exception classes redis-py parses some of them into (their text loses the
+#: prefix): redirects that could not be followed, slots being moved, a cluster or shard down, a
+#: demoted master, a script cache that could not be refilled.
+_TRANSIENT_ERRORS = (
+    redis_errors.AskError,  # and MovedError
+    redis_errors.TryAgainError,
+    redis_errors.ClusterError,  # ClusterDownError, MasterDownError
+    redis_errors.ReadOnlyError,
+    redis_errors.NoScriptError,
+)
 
 #: Seconds a client is told to wait (``Retry-After``) when Redis is unavailable.
 RETRY_AFTER = 1.0
-
-
-class Batcher:
-    """Coalesces concurrent Redis commands into pipelined round trips, keeping per-key order.
-
-    redis-py spends tens of microseconds of CPU per command or pipeline, whatever its size; under
-    concurrent load (many HTTP requests, pipelined WebSocket publishes) callers share pipelines
-    instead. Commands are spread over ``lanes`` by their first key; a lane sends one pipeline at a
-    time and gathers everything issued meanwhile into the next, so commands on one feed reach
-    Redis in the order they were issued (pipelines of one lane never overtake each other) while
-    different feeds proceed in parallel. Scripts run as EVALSHA and are loaded on a NOSCRIPT reply
-    (after a Redis restart or flush), then retried.
-
-    Each pipeline gets ``timeout`` seconds. When one fails (timeout, lost connection) the commands
-    queued behind it on its lane fail with it, so no caller waits much longer than ``timeout``
-    whatever the queue — and the per-command cost of a timer is paid once per pipeline.
-    """
-
-    def __init__(self, redis: Redis, *, timeout: float, lanes: int = 8) -> None:
-        self._redis = redis
-        self.timeout = timeout
-        self._lanes = [_Lane(self) for _ in range(lanes)]
-        self._scripts: dict[str, str] = {}
-
-    def script(self, source: str) -> str:
-        """Register a script; returns its SHA1 (what ``evalsha`` takes)."""
-        sha = hashlib.sha1(source.encode()).hexdigest()
-        self._scripts[sha] = source
-        return sha
-
-    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
-        """Queue a script call."""
-        return self.command(keys[0] if keys else "", "EVALSHA", sha, len(keys), *keys, *args)
-
-    def command(self, key: str, *args: Any) -> asyncio.Future[Any]:
-        """Queue a command on ``key``'s lane; the future gets its reply or error."""
-        return self._lanes[hash(key) % len(self._lanes)].add(args)
-
-    async def execute(self, conn: AbstractConnection, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one round trip on ``conn``; per-command errors are returned, not raised."""
-        replies = await _round_trip(conn, commands)
-        retry = [i for i, r in enumerate(replies) if isinstance(r, redis_errors.NoScriptError)]
-        if retry:  # the server lost its script cache (restart, flush): load and run again
-            for sha in {commands[i][1] for i in retry}:
-                await self._redis.script_load(self._scripts[sha])
-            again = await _round_trip(conn, [commands[i] for i in retry])
-            for i, reply in zip(retry, again, strict=True):
-                replies[i] = reply
-        return replies
-
-    def connection(self) -> AbstractConnection:
-        """A new connection configured like the client's pool (each lane owns one)."""
-        return self._redis.connection_pool.make_connection()
-
-    async def close(self) -> None:
-        """Wait for pipelines in flight, then close the lanes' connections."""
-        tasks = [lane.task for lane in self._lanes if lane.task is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for lane in self._lanes:
-            await lane.disconnect()
-
-
-async def _round_trip(conn: AbstractConnection, commands: list[tuple[Any, ...]]) -> list[Any]:
-    """Write every command at once, then read every reply (errors as values, in order).
-
-    This is what a redis-py pipeline does, on a connection the lane owns: no pipeline object, pool
-    checkout or retry wrapper per round trip.
-    """
-    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await conn.read_response(timeout=math.inf))
-        except redis_errors.ResponseError as exc:
-            replies.append(exc)
-    return replies
-
-
-class _Lane:
-    """One ordered stream of pipelines (see ``Batcher``)."""
-
-    __slots__ = ("_batcher", "_pending", "_conn", "task")
-
-    def __init__(self, batcher: Batcher) -> None:
-        self._batcher = batcher
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._conn: AbstractConnection | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def disconnect(self) -> None:
-        """Drop the connection (the next batch opens a new one)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
-
-    def add(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((args, future))
-        if self.task is None:
-            self.task = asyncio.create_task(self._run())
-        return future
-
-    async def _run(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._send(batch)
-        finally:
-            self.task = None
-
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            async with asyncio.timeout(self._batcher.timeout):
-                if self._conn is None:
-                    self._conn = self._batcher.connection()
-                    await self._conn.connect()
-                replies = await self._batcher.execute(self._conn, [args for args, _ in batch])
-        except BaseException as exc:  # Redis stalled or the connection failed: this batch and the ones
-            await self.disconnect()  # replies may still be on their way: never reuse the connection
-            batch += self._pending  # queued behind it fail now rather than wait another timeout
-            self._pending = []
-            failure = exc if isinstance(exc, Exception) else redis_errors.ConnectionError("shutting down")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue  # the caller timed out
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
 
 
 def _load_script(name: str) -> str:
@@ -297,21 +169,24 @@ class FeedStore:
 
     def __init__(
         self,
-        redis: Redis,
+        pipeline: Pipeline,
         keys: Keys,
         *,
         max_feed_length: int,
         resume_window: int,
         retention_days: float = 0,
         timeout: float = 2.0,
+        min_replica_acks: int = 0,
     ) -> None:
-        self._redis = redis
+        # The command path for this topology (backends.pipeline.Batcher for one node or Sentinel,
+        # backends.cluster.ClusterPipeline on a cluster): the store itself does not know which.
         self.keys = keys
         self._max_len = max_feed_length
         self._window = resume_window
         self._retention_ms = int(retention_days * 86_400_000)
         self._timeout = timeout
-        self._batcher = Batcher(redis, timeout=timeout)
+        self._acks = min_replica_acks  # writes wait (WAIT) for this many replicas; 0: don't
+        self._batcher = pipeline
         self._merging: dict[str, _MergedWrite] = {}
         self._write = self._batcher.script(_load_script("write.lua"))
         self._cursor = self._batcher.script(_load_script("cursor.lua"))
@@ -323,9 +198,11 @@ class FeedStore:
         #: Called with a feed's name after each change written to it (the follow fan-out's wake-up).
         self.on_change: Callable[[str], None] | None = None
 
-    async def _run(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script in a shared pipeline (the batcher bounds its time); Redis trouble becomes 503."""
-        return await self._call(lambda: self._batcher.evalsha(sha, keys, args), bounded=True)
+    async def _run(self, sha: str, keys: Sequence[str], args: Sequence[Any], *, acks: int = 0) -> Any:
+        """Run a script in a shared pipeline (the batcher bounds its time); Redis trouble becomes 503.
+
+        ``acks``: a write that must reach that many replicas (``[redis] min_replica_acks``)."""
+        return await self._call(lambda: self._batcher.evalsha(sha, keys, args, acks=acks), bounded=True)
 
     async def _call(self, op: Callable[[], Awaitable[T]], *, bounded: bool = False) -> T:
         """Run one Redis operation within ``timeout`` (``bounded``: ``op`` enforces it itself);
@@ -339,6 +216,13 @@ class FeedStore:
             raise Unavailable("Redis did not answer in time", retry_after=RETRY_AFTER) from None
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             raise Unavailable(f"Redis is unavailable: {type(exc).__name__}", retry_after=RETRY_AFTER) from None
+        except ReplicaAcksMissing as exc:
+            raise Unavailable(
+                f"the write was not confirmed by enough replicas ({exc}); it may still exist",
+                retry_after=RETRY_AFTER,
+            ) from None
+        except _TRANSIENT_ERRORS as exc:
+            raise Unavailable(f"Redis refused: {type(exc).__name__} {str(exc)[:80]}", retry_after=RETRY_AFTER) from None
         except redis_errors.ResponseError as exc:
             if str(exc).startswith(_TRANSIENT_REPLIES):
                 raise Unavailable(f"Redis refused: {str(exc)[:80]}", retry_after=RETRY_AFTER) from None
@@ -372,7 +256,7 @@ class FeedStore:
         args: list[Any] = [new_epoch(), feed, self._max_len, self._window, self._cutoff(), len(items)]
         for item in items:
             args.extend(item.args())
-        return self._batcher.evalsha(self._write, self.keys.feed(feed), args)
+        return self._batcher.evalsha(self._write, self.keys.feed(feed), args, acks=self._acks)
 
     def _send_merged(self, feed: str, merge: _MergedWrite) -> None:
         if self._merging.get(feed) is merge:
@@ -411,7 +295,7 @@ class FeedStore:
         args: list[Any] = [new_epoch(), feed, self._window, len(items)]
         for item in items:
             args.extend(item.args())
-        result = await self._run(self._replace, k, args)
+        result = await self._run(self._replace, k, args, acks=self._acks)
         if self.on_change is not None:
             self.on_change(feed)
         return [_item_result(r) for r in result]
@@ -425,7 +309,7 @@ class FeedStore:
         for activity_id in ids:
             version = "" if expected_version is None else expected_version
             args.extend((activity_id, version, actor, "1" if may_override else ""))
-        result = await self._run(self._delete, k, args)
+        result = await self._run(self._delete, k, args, acks=self._acks)
         if self.on_change is not None:
             self.on_change(feed)
         return [_item_result(r) for r in result]
@@ -452,7 +336,8 @@ class FeedStore:
         Returns (unseen, unread, seen flags, read flags) — one flag per id given.
         """
         keys = [*self.keys.feed(feed), *self.keys.notification_marks(feed)]
-        result = await self._run(self._marks, keys, [mode, "1" if all_ else "", *ids])
+        acks = 0 if mode == "counts" else self._acks
+        result = await self._run(self._marks, keys, [mode, "1" if all_ else "", *ids], acks=acks)
         n = len(ids)
         flags = [bool(x) for x in result[2:]]
         return int(result[0]), int(result[1]), flags[:n], flags[n:]
@@ -526,12 +411,13 @@ class FeedStore:
         await self._batcher.close()
 
     async def ping(self) -> bool:
-        """True if Redis answers."""
-        return bool(await self._call(self._redis.ping))
+        """True if Redis answers (on a cluster: every master)."""
+        await self._call(self._batcher.ping, bounded=True)
+        return True
 
     async def publish_probe(self, channel: str, payload: bytes) -> int:
         """Publish on a throwaway channel (``/readyz`` round trip); returns the receiver count."""
-        return int(await self._call(lambda: self._redis.execute_command("SPUBLISH", channel, payload)))
+        return int(await self._call(lambda: self._batcher.command(channel, "SPUBLISH", channel, payload), bounded=True))
 
 
 #: Upper bound on the items of one shared write call (a script runs alone in Redis meanwhile).

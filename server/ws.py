@@ -24,7 +24,7 @@ from websockets.protocol import OPEN
 from . import protocol
 from .acl import Principal
 from .auth import Authenticator
-from .errors import FeedError, Invalid, RateLimited, Unauthorized
+from .errors import FeedError, Forbidden, Invalid, RateLimited, Unauthorized
 from .metrics import Metrics
 from .models import dumps
 from .ratelimit import RateLimit
@@ -354,10 +354,34 @@ class Session:
             if not await self._handle_message(await receive()):
                 return
 
+    def _reauthenticate(self, principal: Principal, ref: protocol.Ref) -> None:
+        """An ``auth`` message (SPEC §5 "Re-authentication").
+
+        The first one authenticates an anonymous connection. Later ones may only refresh the same
+        ``sub``: the new rights replace the old at once, subscriptions they no longer allow end
+        with ``unsubscribed`` (reason ``forbidden``), and the expiry close follows the new token.
+        A token for another ``sub`` is refused and changes nothing: a connection never collects
+        the rights of several principals, nor sheds the expiry of the first.
+        """
+        current = self.principal
+        if current.authenticated and principal.sub != current.sub:
+            log.info("%s: refused re-authentication as another sub", self.conn.client)
+            self.conn.send(protocol.error(Forbidden("re-authentication may only refresh the same sub"), ref))
+            return
+        self._adopt(principal)
+        for feed in self.service.reauthorize(self.conn, principal):
+            self.conn.send(protocol.unsubscribed(feed, reason="forbidden"))
+        self.conn.send(protocol.welcome(principal.sub, ref))
+
     def _adopt(self, principal: Principal) -> None:
+        """Take ``principal`` as the connection's caller and arm the close at its token's expiry.
+
+        A principal without ``exp`` (only with ``[auth] require_exp = false``) keeps the timer
+        of an earlier token: replacing credentials never cancels an expiry.
+        """
         self.principal = principal
-        self.cancel_expiry()
         if principal.expires_at is not None:
+            self.cancel_expiry()
             delay = max(principal.expires_at - time.time(), 0)
             self._expiry = asyncio.get_running_loop().call_later(
                 delay, self.conn.close, CLOSE_UNAUTHENTICATED, "token expired"
@@ -438,8 +462,7 @@ class Session:
                 conn.send(protocol.error(exc, ref))
                 conn.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
                 return
-            self._adopt(principal)
-            conn.send(protocol.welcome(principal.sub, ref))
+            self._reauthenticate(principal, ref)
         elif isinstance(command, protocol.Subscribe):
             since = (command.since.epoch, command.since.seq) if command.since else None
             await self.service.subscribe(conn, self.principal, command.feed, since, ref)
