@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .aggregation import AggregationService, FeedGroups
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
 from .backends.base import Pipeline
@@ -51,7 +52,7 @@ from .http import (
 from .hub import Hub
 from .keys import Keys
 from .metrics import Metrics
-from .model_routes import Enricher, ModelApi
+from .model_routes import ModelApi
 from .objects import ObjectService, ObjectStore
 from .openapi import OpenApi
 from .ratelimit import RateLimit
@@ -243,8 +244,12 @@ class FeedApp:
             ),
         )
         self.object_service = ObjectService(ObjectStore(self.pipeline, self.keys, timeout=s.redis.command_timeout))
-        self.model_api = ModelApi(self.reaction_service, self.object_service, self.auth, max_body_bytes=max_body)
-        self.native.enrich = Enricher(self.reaction_service, self.object_service)
+        self.feed_groups = FeedGroups(s.feed_groups)
+        self.aggregation = AggregationService(self.service, self.feed_groups)
+        self.model_api = ModelApi(
+            self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
+        )
+        self.native.enrich = self.model_api.enricher
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
 
         routes: list[BaseRoute] = [

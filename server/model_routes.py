@@ -12,6 +12,9 @@
 | ``GET|PUT|DELETE /v1/collections/{collection}/{id}`` | one object |
 | ``POST /v1/collections`` ``{"data": {collection: [objects]}}`` | upsert many |
 | ``GET /v1/collections?foreign_ids=coll:id,…`` | select |
+| ``GET /v1/feeds/{feed}/groups`` | aggregated/notification read (``limit``, ``id_lt`` = a group id,
+  ``mark_seen``/``mark_read`` = ``true`` or group ids) |
+| ``POST /v1/feeds/{feed}/groups/seen`` / ``read`` ``{"ids": [group ids]}`` or ``{"all": true}`` | marks |
 
 Feed reads (``GET /v1/feeds/{feed}/activities``) take ``with_own_reactions``, ``with_recent_reactions``,
 ``with_reaction_counts`` (or GetStream's ``withOwnReactions``…), ``reaction_kinds`` /
@@ -30,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .acl import Principal, actor_id
+from .aggregation import AggregationService
 from .auth import Authenticator
 from .errors import Invalid
 from .follow_routes import query_bool, query_int
@@ -102,16 +106,27 @@ class ModelApi:
     """Handlers of the reaction, user and collection endpoints."""
 
     def __init__(
-        self, reactions: ReactionService, objects: ObjectService, auth: Authenticator, *, max_body_bytes: int
+        self,
+        reactions: ReactionService,
+        objects: ObjectService,
+        aggregation: AggregationService,
+        auth: Authenticator,
+        *,
+        max_body_bytes: int,
     ) -> None:
         self.reactions = reactions
         self.objects = objects
+        self.aggregation = aggregation
+        self.enricher = Enricher(reactions, objects)
         self.auth = auth
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:
         """Starlette routes."""
         return [
+            Route("/v1/feeds/{feed}/groups", self.read_groups, methods=["GET"]),
+            Route("/v1/feeds/{feed}/groups/seen", self.mark_groups_seen, methods=["POST"]),
+            Route("/v1/feeds/{feed}/groups/read", self.mark_groups_read, methods=["POST"]),
             Route("/v1/reactions", self.add_reaction, methods=["POST"]),
             Route("/v1/reactions", self.list_reactions, methods=["GET"]),
             Route("/v1/reactions/{id}", self.get_reaction, methods=["GET"]),
@@ -128,6 +143,44 @@ class ModelApi:
             Route("/v1/collections/{collection}/{id}", self.update_object, methods=["PUT"]),
             Route("/v1/collections/{collection}/{id}", self.delete_object, methods=["DELETE"]),
         ]
+
+    # -- aggregated and notification feeds ----------------------------------------------------
+
+    async def read_groups(self, request: Request) -> Response:
+        """Groups newest first (with is_seen/is_read and unseen/unread on notification feeds)."""
+        principal = await principal_of(request, self.auth)
+        q = request.query_params
+        page = await self.aggregation.read(
+            principal,
+            request.path_params["feed"],
+            limit=query_int(request, "limit", 25, 1, 100),
+            id_lt=q.get("id_lt") or "",
+            offset=query_int(request, "offset", 0, 0, 1000),
+            mark_seen=q.get("mark_seen") or "",
+            mark_read=q.get("mark_read") or "",
+            discard=frozenset(discarded_actors(q)),
+        )
+        for group in page.groups:
+            bodies = await self.enricher(principal, [dumps(a) for a in group["activities"]], q)
+            group["activities"] = [orjson.loads(b) for b in bodies]
+        out: dict[str, Any] = {"results": page.groups, "next": page.next}
+        if page.unseen is not None:
+            out["unseen"], out["unread"] = page.unseen, page.unread
+        return json_response(out)
+
+    async def mark_groups_seen(self, request: Request) -> Response:
+        """Mark groups seen → the new group counts."""
+        return await self._mark_groups(request, "seen")
+
+    async def mark_groups_read(self, request: Request) -> Response:
+        """Mark groups read (and seen) → the new group counts."""
+        return await self._mark_groups(request, "read")
+
+    async def _mark_groups(self, request: Request, mode: str) -> Response:
+        principal = await principal_of(request, self.auth)
+        body = await read_json(request, self.max_body_bytes)
+        unseen, unread = await self.aggregation.mark(principal, request.path_params["feed"], mode, body)
+        return json_response({"unseen": unseen, "unread": unread})
 
     # -- reactions -----------------------------------------------------------------------------
 
