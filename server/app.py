@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -251,12 +251,29 @@ class FeedApp:
         )
         self.native.enrich = self.model_api.enricher
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
+        from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
+        from .dialects.getstream.model import GetStreamModel  # SPEC §12 through the GetStream dialect
+
+        # The GetStream dialect (branch gs) still talks to redis-py directly: a client of its own,
+        # only when the dialect is on (until it moves onto the command pipeline).
+        self.gs_redis: Redis | None = (
+            Redis.from_url(url, socket_timeout=None, protocol=2) if s.getstream.api_key else None
+        )
+        getstream = getstream_routes(
+            self.service,
+            s.getstream,
+            self.gs_redis,  # type: ignore[arg-type]
+            self.keys,
+            max_body_bytes=max_body,
+            timeout=s.redis.command_timeout,
+            model=GetStreamModel(self.follow_service, self.aggregation, self.model_api.enricher),
+        )
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
             *self.follow_api.routes(),
             *self.model_api.routes(),
-            *dialect_routes(self.service, self.auth, self.openapi, max_body),
+            *dialect_routes(self.service, self.auth, self.openapi, max_body, extra=getstream),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
         ]
@@ -357,6 +374,11 @@ class FeedApp:
 
     @staticmethod
     def _rate_limited(path: str, exc: FeedError) -> Response:
+        if path.startswith("/api/v1.0/"):  # GetStream clients read only GetStream's error shape
+            from .dialects.getstream.shapes import as_getstream, error_body
+
+            error = as_getstream(exc)
+            return json_response(error_body(error, "0.00ms"), error.status)
         return velt_error(exc) if path.startswith("/v2/activities/") else problem_response(exc, path)
 
     def begin_drain(self) -> None:
@@ -390,6 +412,8 @@ class FeedApp:
             await self.broker.close()
             await self.store.close()
             await self.copy_store.close()
+            if self.gs_redis is not None:
+                await self.gs_redis.aclose()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
 

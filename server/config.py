@@ -168,6 +168,17 @@ def _default_feed_groups() -> dict[str, FeedGroupSettings]:
     }
 
 
+class GetStreamSettings(_Section):
+    """``[getstream]``: the GetStream-compatible API (SPEC §11); an empty ``api_key`` turns it off."""
+
+    api_key: str = ""
+    api_secret: str = ""
+    app_id: str = ""
+    bayeux_timeout: float = Field(25.0, gt=0)
+    bayeux_client_ttl: float = Field(60.0, gt=0)
+    bayeux_queue: int = Field(1000, ge=1)
+
+
 class Settings(BaseSettings):
     """The whole configuration; frozen once read."""
 
@@ -184,6 +195,8 @@ class Settings(BaseSettings):
     feeds: FeedsSettings = FeedsSettings()
     fanout: FanoutSettings = FanoutSettings()
     feed_groups: dict[str, FeedGroupSettings] = Field(default_factory=_default_feed_groups)
+
+    getstream: GetStreamSettings = GetStreamSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -144,6 +144,20 @@ class Keys:
         """A stored collection object (``SO:<collection>:<id>``)."""
         return f"{self.prefix}{{so:{collection}:{object_id}}}"
 
+    def getstream_index(self, app: str) -> tuple[str, str]:
+        """The GetStream dialect's lookup hashes of app ``app`` (``dialects/getstream/index.py``):
+        ``ids`` (activity id → the feeds holding it, space-separated) and ``fids``
+        (``"<foreign_id>\\x00<time>"`` → the same), since GetStream addresses activities without a feed."""
+        base = f"{self.prefix}{{gs:{app}}}:"
+        return base + "ids", base + "fids"
+
+    def bayeux_client(self, client_id: str) -> tuple[str, str, str]:
+        """A Bayeux (Faye) client's keys, one slot (``dialects/bayeux.py``): ``meta`` HASH (created,
+        last seen), ``queue`` LIST of messages waiting for a ``/meta/connect`` (bounded), ``subs`` SET of
+        channels. All expire when the client stays silent for the configured TTL."""
+        base = f"{self.prefix}{{bx:{client_id}}}:"
+        return base + "meta", base + "queue", base + "subs"
+
     def readiness_channel(self, token: str) -> str:
         """A throwaway channel used by ``/readyz`` to prove the pub/sub path round-trips."""
         return f"{self.prefix}{{readyz}}:{token}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,6 +130,10 @@ class FeedService:
         self.max_batch = max_batch
         self.max_page = max_page
         self._new_id = IdGenerator()
+        #: Awaited after each successful ``post`` with (feed, stored bodies): dialects that keep their
+        #: own lookups (the GetStream id index) learn of every new activity, whichever API wrote it.
+        #: A hook's failure is logged; the write stands.
+        self.after_post: list[Callable[[str, list[bytes]], Awaitable[None]]] = []
 
     # -- rights --------------------------------------------------------------------------------
 
@@ -185,6 +189,11 @@ class FeedService:
         self.metrics.writes.labels("create").inc(len(bodies))
         if any(item.to or any(e.notify for e in item.audience or ()) for item, _ in parsed):
             await self._sync_copies(feed, [(None, orjson.loads(raw)) for raw in bodies])
+        for hook in self.after_post:
+            try:
+                await hook(feed, bodies)
+            except Exception:
+                log.exception("after-post hook failed for %s", feed)
         return bodies
 
     def _write_item(

@@ -65,6 +65,18 @@ GROUPS: list[tuple[str, float, bool, Runner]] = [
     ("redis", 10, False, lambda c, st: T.redis_benchmark(c.redis.port, 20_000 if c.settings.quick else 100_000)),
     ("raw_ws", 40, False, lambda c, st: S.group_ws(c, st.raw(), with_http=False)),
     ("ours_ws", 50, True, lambda c, st: S.group_ws(c, st.ours(), with_http=True)),
+    (
+        "ours_getstream",
+        20,
+        True,
+        lambda c, st: S.group_getstream(
+            c,
+            st.ours(
+                tag="-getstream",
+                overrides={"getstream": {"api_key": S.GETSTREAM_KEY, "api_secret": S.GETSTREAM_SECRET, "app_id": "1"}},
+            ),
+        ),
+    ),
     ("raw_personal", 15, False, lambda c, st: S.group_personal(c, st.raw(), None)),
     # Subscribers on one instance, publishes into a second one: the first one's CPU is then the
     # pure cost of delivering (Redis pub/sub in, WebSocket out).
