@@ -299,7 +299,8 @@ class FeedApp:
         s = self.settings
         f = s.fanout
         self.follow_store = FollowStore(self.pipeline, self.keys, timeout=s.redis.command_timeout, max_jobs=f.max_jobs)
-        fan_pipeline, _ = self._pipeline(url)
+        # A round of copies may keep Redis busy for seconds: its own, longer, pipeline timeout.
+        fan_pipeline, _ = self._pipeline(url, timeout=max(10.0, 4 * s.redis.command_timeout))
         self.copy_store = FeedStore(
             fan_pipeline,
             self.keys,
@@ -350,11 +351,12 @@ class FeedApp:
                 )
         return "cluster"
 
-    def _pipeline(self, url: str) -> tuple[Pipeline, str | ConnectionPool]:
+    def _pipeline(self, url: str, timeout: float | None = None) -> tuple[Pipeline, str | ConnectionPool]:
         """The store's command path for this topology, and what the single-node broker connects with."""
         r = self.settings.redis
+        timeout = timeout or r.command_timeout
         if self.topology == "cluster":
-            return ClusterPipeline([url, *r.seeds], timeout=r.command_timeout), url
+            return ClusterPipeline([url, *r.seeds], timeout=timeout), url
         pool: ConnectionPool
         if self.topology == "sentinel":
             pool = sentinel_pool(r.sentinels, r.sentinel_master, url, timeout=r.command_timeout)
@@ -364,7 +366,7 @@ class FeedApp:
             pool = ConnectionPool.from_url(
                 url, socket_timeout=None, socket_connect_timeout=r.command_timeout, protocol=2
             )
-        return Batcher(pool.make_connection, timeout=r.command_timeout), pool if self.topology == "sentinel" else url
+        return Batcher(pool.make_connection, timeout=timeout), pool if self.topology == "sentinel" else url
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/v1/ws":

@@ -140,7 +140,7 @@ class FanoutSettings(_Section):
 
     enabled: bool = True
     events_per_batch: int = Field(100, ge=1, le=1000)
-    followers_per_chunk: int = Field(500, ge=1, le=10000)
+    followers_per_chunk: int = Field(200, ge=1, le=10000)
     jobs_per_read: int = Field(16, ge=1, le=1000)
     lease_seconds: float = Field(30.0, gt=0)
     claim_idle_seconds: float = Field(30.0, gt=0)

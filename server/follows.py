@@ -116,6 +116,7 @@ class FollowStore:
         self._take = self.calls.script(_script("fanout_take.lua"))
         self._done = self.calls.script(_script("fanout_done.lua"))
         self._origin_ids = self.calls.script(_script("origin_ids.lua"))
+        self._renew = self.calls.script(_script("fanout_renew.lua"))
         self.jobs, self.sources = keys.fanout()
 
     # -- relations -----------------------------------------------------------------------------
@@ -239,6 +240,16 @@ class FollowStore:
         meta = self.keys.feed(feed).meta
         _, _, fo, lease = self.keys.follows(feed)
         return text(await self.calls.eval(self._done, [meta, fo, lease], [token, cursor, lease_ms]))
+
+    async def renew(self, feed: str, token: str, lease_ms: int, position: str) -> bool:
+        """``fanout_renew.lua``: keep the lease and record the round's progress; False if lost."""
+        _, _, fo, lease = self.keys.follows(feed)
+        return bool(await self.calls.eval(self._renew, [lease, fo], [token, lease_ms, position]))
+
+    async def position(self, feed: str) -> str:
+        """The recorded progress of ``feed``'s current round (``"<last>:<scan cursor>"`` or "")."""
+        fo = self.keys.follows(feed)[2]
+        return text(await self.calls.cmd(fo, "HGET", fo, "pos") or b"")
 
     async def behind(self, feeds: Sequence[str]) -> list[int]:
         """How many changes each feed's fan-out cursor is behind its seq."""
@@ -429,6 +440,8 @@ class Fanout:
             if isinstance(result, BaseException):
                 log.warning("fan-out of %s failed (the job will be retried): %s", feed, result)
                 continue
+            if result == "busy" and how == "claimed":
+                continue  # its holder may have died: keep the job pending until the lease is free
             done.extend(ids)
         await self.follows.ack(done)
         self.metrics.jobs.labels(how).inc(len(done))
@@ -457,32 +470,43 @@ class Fanout:
 
     # -- one followed feed ---------------------------------------------------------------------
 
-    async def drain(self, feed: str) -> None:
-        """Copy every change of ``feed`` not yet copied to its followers (unless another worker
-        holds the feed: then that worker does it, see ``fanout_done.lua``)."""
+    async def drain(self, feed: str) -> str:
+        """Copy every change of ``feed`` not yet copied to its followers; "done", or "busy" when
+        another worker holds the feed (then that worker does it, see ``fanout_done.lua``)."""
         token = f"{self.consumer}:{uuid.uuid4().hex[:8]}"
         while True:
             reply = await self.follows.take(feed, token, self.lease_ms, self.events_per_batch)
             kind = text(reply[0])
-            if kind in ("busy", "idle"):
-                return
+            if kind == "busy":
+                return "busy"
+            if kind == "idle":
+                return "done"
+            last = int(reply[2])
             if kind == "gap":  # more changes than the change log keeps: copy the feed's newest state
-                last = int(reply[2])
-                await self._resync(feed)
+                if not await self._resync(feed, token, last):
+                    return "busy"
             else:
-                last = int(reply[2])
                 events = [orjson.loads(raw) for raw in reply[3:]]
-                await self._deliver(feed, events)
+                if not await self._deliver(feed, events, token, last):
+                    return "busy"
             state = await self.follows.done(feed, token, last, self.lease_ms)
             if state != "more":
-                return
+                return "done"
 
-    async def _deliver(self, feed: str, events: list[dict[str, Any]]) -> None:
-        """Apply ``events`` (oldest first) to every follower of ``feed``, each follower in order."""
+    async def _deliver(self, feed: str, events: list[dict[str, Any]], token: str = "", last: int = 0) -> bool:
+        """Apply ``events`` (oldest first) to every follower of ``feed``, each follower in order.
+
+        After each chunk of followers the lease is renewed and the position recorded, so a retry of
+        the same round resumes after the last finished chunk. False when the lease was lost."""
         ops = self._operations(feed, events)
         if not ops:
-            return
+            return True
         cursor = 0
+        saved = await self.follows.position(feed) if token else ""
+        if saved.startswith(f"{last}:"):
+            cursor = int(saved.split(":", 1)[1])
+            if cursor == 0:  # this round already reached every follower
+                return True
         while True:
             cursor, followers = await self.follows.follower_scan(feed, cursor, self.followers_per_chunk)
             if followers:
@@ -491,8 +515,10 @@ class Fanout:
                 if failed:
                     raise failed[0]
                 self.metrics.copies.inc(len(followers) * sum(len(items) for _, items in ops))
+            if token and not await self.follows.renew(feed, token, self.lease_ms, f"{last}:{cursor}"):
+                return False
             if cursor == 0:
-                return
+                return True
 
     @staticmethod
     def _operations(feed: str, events: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
@@ -518,14 +544,11 @@ class Fanout:
             else:
                 await self.copies.delete(follower, items, actor="", may_override=True)
 
-    async def _resync(self, feed: str) -> None:
+    async def _resync(self, feed: str, token: str, last: int) -> bool:
         """Bring every follower up to ``feed``'s newest activities (after a log gap)."""
         bodies = await self.follows.latest(feed, 100)
-        if not bodies:
-            return
         docs = [orjson.loads(b) for b in reversed(bodies)]
-        events = [{"event": "created", "activity": d} for d in docs]
-        await self._deliver(feed, events)
+        return await self._deliver(feed, [{"event": "created", "activity": d} for d in docs], token, last)
 
     async def snapshot(self, follower: str, target: str, limit: int) -> int:
         """Copy ``target``'s newest ``limit`` activities into ``follower`` (the start of a follow)."""
