@@ -52,7 +52,7 @@ from .http import (
 from .hub import Hub
 from .keys import Keys
 from .metrics import Metrics
-from .model_routes import ModelApi
+from .model_routes import ModelApi, describe
 from .objects import ObjectService, ObjectStore
 from .openapi import OpenApi
 from .ratelimit import RateLimit
@@ -250,6 +250,8 @@ class FeedApp:
             self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
         )
         self.native.enrich = self.model_api.enricher
+        describe(self.openapi, self.follow_api.routes(), "follows")
+        describe(self.openapi, self.model_api.routes(), "reactions, users, collections, groups")
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
         from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
         from .dialects.getstream.model import GetStreamModel  # SPEC §12 through the GetStream dialect

@@ -102,6 +102,33 @@ def _user_ref_in(actor: Any, discard: set[str]) -> bool:
     return isinstance(ident, str) and ident.startswith("SU:") and ident[3:] in discard
 
 
+def describe(openapi: Any, routes: list[Route], tag: str) -> None:
+    """Add each route to the OpenAPI document: its handler's docstring, path parameters, and the
+    problem responses every endpoint may give (the request/response models are in docs/api.md)."""
+    for route in routes:
+        doc = (route.endpoint.__doc__ or route.path).strip().splitlines()[0]
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in route.param_convertors
+        ]
+        for method in route.methods or ():
+            if method == "HEAD":
+                continue
+            openapi.add_path(
+                route.path,
+                method,
+                {
+                    "tags": [tag],
+                    "summary": doc,
+                    "parameters": params,
+                    "responses": {
+                        "200": {"description": "OK (201 for creations, 204 for deletions)"},
+                        "default": {"description": "RFC 9457 problem"},
+                    },
+                },
+            )
+
+
 class ModelApi:
     """Handlers of the reaction, user and collection endpoints."""
 
