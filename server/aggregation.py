@@ -59,6 +59,18 @@ class FeedGroups:
         """The group of ``feed`` (flat when not configured)."""
         return self._groups.get(feed.split(":", 1)[0], FeedGroup())
 
+    def decorate(self, feed: str, event: dict[str, Any]) -> None:
+        """``Hub.decorate``: a created/updated activity of an aggregated or notification feed is
+        sent live (and replayed) with ``aggregation_group: {id, group}``, the group it joins, so a
+        client can update its list of groups without reading it again."""
+        group = self.of(feed)
+        if group.type == "flat" or event.get("event") not in ("created", "updated"):
+            return
+        activity = event.get("activity")
+        if isinstance(activity, dict):
+            key = render(group.aggregation_format, activity)
+            activity["aggregation_group"] = {"id": group_id(feed, key), "group": key}
+
 
 def _ref(value: Any) -> str:
     if isinstance(value, dict):

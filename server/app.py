@@ -245,6 +245,7 @@ class FeedApp:
         )
         self.object_service = ObjectService(ObjectStore(self.pipeline, self.keys, timeout=s.redis.command_timeout))
         self.feed_groups = FeedGroups(s.feed_groups)
+        self.hub.decorate = self.feed_groups.decorate
         self.aggregation = AggregationService(self.service, self.feed_groups)
         self.model_api = ModelApi(
             self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body

@@ -312,6 +312,8 @@ class Hub:
         self._peer_feeds: dict[Peer, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._fill_slots = asyncio.Semaphore(_MAX_CONCURRENT_FILLS)
+        #: Adds derived fields to a change event before it is sent (aggregated feeds' group).
+        self.decorate: Callable[[str, dict[str, Any]], None] | None = None
 
     def attach(self, broker: Broker) -> None:
         """Connect the broker (built after the hub, since it calls back into it)."""
@@ -356,6 +358,8 @@ class Hub:
         peer.send(protocol.subscribed(feed, cursor.seq, cursor.epoch, since is not None and cursor.recovered, ref))
         for raw in cursor.events:
             event = orjson.loads(raw)
+            if self.decorate is not None:
+                self.decorate(feed, event)
             if event.get("seq", 0) <= cursor.seq and (out := event_for(viewer, event)) is not None:
                 peer.send(protocol.activity_frame(feed, event["seq"], out[0], out[1]))
         # Live from the cursor on: held events it already covers (replayed, or before a fresh
@@ -571,6 +575,8 @@ class Hub:
 
     def _fanout(self, room: Room, event: dict[str, Any]) -> None:
         """Encode the event once per kind and hand it to every subscriber allowed to see it."""
+        if self.decorate is not None:
+            self.decorate(room.feed, event)
         feed, seq, kind, activity = room.feed, event["seq"], event["event"], event["activity"]
         epoch = room.epoch
         if follow_origin(activity) is not None:  # per-viewer rule of the origin feed

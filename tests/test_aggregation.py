@@ -47,7 +47,10 @@ async def admin(server):
 
 
 async def test_aggregated_feed_groups_and_pagination(server, admin):
-    """An aggregated feed reads as groups, newest first, paginated by group id."""
+    """An aggregated feed reads as groups, newest first, paginated by group id; live events name
+    the group each activity joins."""
+    ws = await server.ws(server.token("root", admin=True))
+    await subscribe(ws, "aggregated:1")
     items = [{"verb": v, "object": f"o:{i}", "actor": f"a{i % 2}"} for i, v in enumerate("abcabd")]
     await admin.post("/v1/feeds/aggregated:1/activities", json={"activities": items})
     body = (await admin.get("/v1/feeds/aggregated:1/groups", params={"limit": 2})).json()
@@ -56,6 +59,12 @@ async def test_aggregated_feed_groups_and_pagination(server, admin):
     rest = (await admin.get("/v1/feeds/aggregated:1/groups", params={"limit": 2, "id_lt": body["next"]})).json()
     assert [g["verb"] for g in rest["results"]] == ["a", "c"] and rest["next"] is None
     assert "unseen" not in body
+    live = [await recv(ws) for _ in items]
+    by_id = {g["id"]: g["group"] for g in body["results"] + rest["results"]}
+    assert all(
+        by_id[e["activity"]["aggregation_group"]["id"]] == e["activity"]["aggregation_group"]["group"] for e in live
+    )
+    assert [e["activity"]["aggregation_group"]["group"][:1] for e in live] == list("abcabd")
     kept = (await admin.get("/v1/feeds/aggregated:1/groups", params={"discard_actors": "a1"})).json()
     assert all(a["actor"]["id"] == "a0" for g in kept["results"] for a in g["activities"])
 
