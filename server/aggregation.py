@@ -59,17 +59,18 @@ class FeedGroups:
         """The group of ``feed`` (flat when not configured)."""
         return self._groups.get(feed.split(":", 1)[0], FeedGroup())
 
-    def decorate(self, feed: str, event: dict[str, Any]) -> None:
+    def decorate(self, feed: str, event: dict[str, Any]) -> dict[str, Any]:
         """``Hub.decorate``: a created/updated activity of an aggregated or notification feed is
         sent live (and replayed) with ``aggregation_group: {id, group}``, the group it joins, so a
-        client can update its list of groups without reading it again."""
+        client can update its list of groups without reading it again. Returns a copy (or the
+        event itself when nothing is added)."""
         group = self.of(feed)
-        if group.type == "flat" or event.get("event") not in ("created", "updated"):
-            return
         activity = event.get("activity")
-        if isinstance(activity, dict):
-            key = render(group.aggregation_format, activity)
-            activity["aggregation_group"] = {"id": group_id(feed, key), "group": key}
+        if group.type == "flat" or event.get("event") not in ("created", "updated") or not isinstance(activity, dict):
+            return event
+        key = render(group.aggregation_format, activity)
+        joined = {**activity, "aggregation_group": {"id": group_id(feed, key), "group": key}}
+        return {**event, "activity": joined}
 
 
 def _ref(value: Any) -> str:

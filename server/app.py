@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -19,22 +18,25 @@ from types import FrameType
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .aggregation import AggregationService, FeedGroups
+from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
 from .backends.base import Pipeline
 from .backends.cluster import ClusterPipeline, cluster_enabled
 from .backends.pipeline import Batcher
-from .backends.sentinel import sentinel_pool
+from .backends.sentinel import close_sentinel_pool, sentinel_pool
 from .broker import Broker
 from .config import Settings, load_settings, redis_db
+from .devsecret import dev_secret
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError, Unavailable
@@ -42,6 +44,7 @@ from .follow_routes import FollowApi
 from .follow_service import FollowService
 from .follows import Fanout, FanoutMetrics, FollowStore
 from .http import (
+    BodyLimits,
     RateLimitMiddleware,
     feed_error_handler,
     http_error_handler,
@@ -66,6 +69,8 @@ log = logging.getLogger("feedserver")
 
 #: The live dashboard (client_example/web), served at /demo/ when [server] demo is on.
 DEMO_DIR = Path(__file__).resolve().parent.parent / "client_example" / "web"
+#: The interactive API docs (Swagger UI and the AsyncAPI page), installed with the package.
+DOCS_DIR = Path(__file__).resolve().parent / "static" / "docs"
 
 Scope = dict[str, Any]
 
@@ -161,13 +166,15 @@ class FeedApp:
         self.redis_url = url
         secret = s.auth.jwt_secret
         if not secret and "HS256" in s.auth.jwt_algorithms:
-            secret = secrets.token_urlsafe(32)
-            log.warning("no [auth] jwt_secret configured: using a random one for this run (dev only): %s", secret)
+            kept = dev_secret(s.redis.data_dir)
+            secret = kept.secret
+            log.warning("no [auth] jwt_secret configured: using the dev secret kept in %s (dev only)", kept.path)
         self.jwt_secret = secret
 
         self.metrics = Metrics()
         self.keys = Keys(s.redis.key_prefix)
         self.topology = self._topology(url)
+        self._sentinels: SentinelConnectionPool | None = None
         pipeline, broker_connections = self._pipeline(url)
         self.pipeline = pipeline
         self.store = FeedStore(
@@ -235,7 +242,10 @@ class FeedApp:
             auth_timeout=s.server.auth_timeout,
             close_timeout=s.server.close_timeout,
         )
-        self.openapi = OpenApi()
+        self.openapi = OpenApi(
+            max_batch=s.feeds.max_batch, max_page=s.feeds.max_page, max_activity_bytes=s.feeds.max_activity_bytes
+        )
+        self.asyncapi = AsyncApi()
         self.follow_api = FollowApi(self.follow_service, self.auth, max_body_bytes=max_body)
         self.reaction_service = ReactionService(
             self.service,
@@ -279,7 +289,9 @@ class FeedApp:
             *self.model_api.routes(),
             *dialect_routes(self.service, self.auth, self.openapi, max_body, extra=getstream),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
+            Route("/asyncapi.json", self._asyncapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
+            Mount("/docs/static", app=StaticFiles(directory=DOCS_DIR), name="docs"),
         ]
         if s.server.demo and DEMO_DIR.is_dir():
             routes.append(Mount("/demo", app=StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
@@ -296,6 +308,7 @@ class FeedApp:
         self.http_app: Any = (
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
+        self.http_app = BodyLimits(self.http_app, timeout=s.server.body_timeout, max_readers=s.server.max_body_readers)
 
     def _setup_follows(self, url: str) -> None:
         """Follows (SPEC §12): their store, the durable fan-out and use cases. The fan-out writes
@@ -363,7 +376,7 @@ class FeedApp:
             return ClusterPipeline([url, *r.seeds], timeout=timeout), url
         pool: ConnectionPool
         if self.topology == "sentinel":
-            pool = sentinel_pool(r.sentinels, r.sentinel_master, url, timeout=r.command_timeout)
+            pool = self._sentinels = sentinel_pool(r.sentinels, r.sentinel_master, url, timeout=r.command_timeout)
         else:
             # No socket_timeout: redis-py would arm a timer for every read. The lanes bound each
             # pipeline themselves (command_timeout), and a cancelled read drops the connection.
@@ -394,13 +407,18 @@ class FeedApp:
     async def _openapi_json(self, request: Request) -> Response:
         return json_response(self.openapi.document())
 
+    async def _asyncapi_json(self, request: Request) -> Response:
+        return json_response(self.asyncapi.document(request.headers.get("host") or request.url.netloc))
+
     async def _docs(self, request: Request) -> Response:
-        return HTMLResponse(self.openapi.html())
+        return FileResponse(DOCS_DIR / "index.html", media_type="text/html")
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.start)
+            await asyncio.to_thread(self.embedded.lock)  # may wait for a dead predecessor's Valkey
+            self.embedded.launch()  # on the loop's thread: Valkey's death signal follows this thread
+            await asyncio.to_thread(self.embedded.wait_ready)
         try:
             await self.broker.start()
             if not self.broker.connected:
@@ -420,6 +438,8 @@ class FeedApp:
             await self.copy_store.close()
             if self.gs_redis is not None:
                 await self.gs_redis.aclose()
+            if self._sentinels is not None:
+                await close_sentinel_pool(self._sentinels)
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
 

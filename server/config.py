@@ -56,8 +56,11 @@ class ServerSettings(_Section):
     shutdown_timeout: float = Field(10.0, gt=0)
     drain_delay: float = Field(2.0, ge=0)
     per_message_deflate: bool = False
+    body_timeout: float = Field(10.0, gt=0)
+    max_body_readers: int = Field(256, ge=1)
     demo: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
 
 
 class RedisSettings(_Section):

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from .acl import Principal, Right, Rights, Viewer, actor_id, notification_feed
+from .backends.base import ItemResult, ReplaceItem, Store, WriteItem
 from .errors import (
     Conflict,
     FeedError,
@@ -49,7 +50,6 @@ from .models import (
     visibility,
 )
 from .protocol import Ref
-from .store import FeedStore, ItemResult, ReplaceItem, WriteItem
 
 log = logging.getLogger("feedserver.service")
 
@@ -106,6 +106,7 @@ class Page:
 
     bodies: list[bytes]
     next: dict[str, Any] | None
+    hidden: int = 0  # activities scanned for this page that the caller may not see
 
 
 class FeedService:
@@ -113,7 +114,7 @@ class FeedService:
 
     def __init__(
         self,
-        store: FeedStore,
+        store: Store,
         hub: Hub,
         metrics: Metrics,
         *,
@@ -388,12 +389,15 @@ class FeedService:
         ref: tuple[str, str, str],
         client_version: int | None,
         change: Input | PatchIn,
+        *,
+        through_copy: bool = True,
     ) -> bytes:
         """Read, check, build the new activity (a replacement, or the stored one patched), and write
         it only if nobody changed it meanwhile.
 
         With a client version (``If-Match``) a concurrent change is a 412; without one the change
-        is recomputed from the newer version (optimistic concurrency, a few attempts).
+        is recomputed from the newer version (optimistic concurrency, a few attempts). A change
+        addressed to a copy edits its original (``_change_copy``).
         """
         is_admin = bool(rights & Right.ADMIN)
         label = ref[0] or f"{ref[1]}@{ref[2]}"
@@ -402,6 +406,8 @@ class FeedService:
             old = self._check_may_change(principal, feed, rights, raw, label)
             if client_version is not None and old.get("version") != client_version:
                 raise _stale(label, old.get("version"))
+            if through_copy and isinstance(old.get("origin"), str) and old["origin"] != feed:
+                return await self._change_copy(principal, feed, old, change)
             if isinstance(change, PatchIn):
                 assert raw is not None
                 patched = apply_patch(orjson.loads(raw), change)  # patch a fresh copy
@@ -437,6 +443,36 @@ class FeedService:
             await self._sync_copies(feed, [(old, orjson.loads(result.body))])
             return result.body
         raise Conflict(f"activity {label} keeps changing; retry")
+
+    async def _change_copy(
+        self, principal: Principal, feed: str, copy: Mapping[str, Any], change: Input | PatchIn
+    ) -> bytes:
+        """Edit a `to`/notification copy: the edit goes to its original, and the copy follows.
+
+        A copy has no life of its own (docs/api.md "Copies"): its content is the original's, so
+        the caller needs the rights to change the original in its own feed (``write``, and being
+        its author or that feed's admin). As in GetStream, such an update does not change ``to``:
+        a PUT keeps the original's targets and PATCH paths under ``to`` are ignored. Returns the
+        copy as it now is in ``feed`` (the original, if the edit took the copy away).
+        """
+        origin, activity_id = copy["origin"], copy["id"]
+        rights = self.require(principal, origin, Right.WRITE)
+        if isinstance(change, PatchIn):
+            keep = {k: v for k, v in change.set.items() if k.split(".")[0] != "to"}
+            drop = [p for p in change.unset if p.split(".")[0] != "to"]
+            if not keep and not drop:
+                raw = await self.store.get(feed, activity_id)
+                assert raw is not None
+                return raw
+            change = PatchIn.model_construct(set=keep, unset=drop, version=None)
+        else:
+            item, source = change
+            [raw] = await self.store.find(origin, [(activity_id, "", "")])
+            targets = orjson.loads(raw).get("to") if raw is not None else None
+            source = {k: v for k, v in source.items() if k != "to"} if isinstance(source, dict) else source
+            change = (item.model_copy(update={"to": targets}), source)
+        body = await self._change(principal, origin, rights, (activity_id, "", ""), None, change, through_copy=False)
+        return await self.store.get(feed, activity_id) or body
 
     def _check_may_change(
         self, principal: Principal, feed: str, rights: Rights, raw: bytes | None, label: str
@@ -602,7 +638,7 @@ class FeedService:
         bodies_out = [raw for _, raw in page]
         if ascending:
             bodies_out.reverse()
-        return Page(bodies_out, next_query)
+        return Page(bodies_out, next_query, found.hidden)
 
     # -- live ----------------------------------------------------------------------------------
 

@@ -339,7 +339,7 @@ class Session:
             try:
                 self._adopt(await self.endpoint.auth.from_headers(headers))
             except Unauthorized as exc:
-                conn.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
+                conn.close(exc.close_code or CLOSE_UNAUTHENTICATED, exc.detail[:120])
                 return
         else:
             try:
@@ -405,7 +405,7 @@ class Session:
                 self.endpoint.rate_limit.check(self._limit_key)
             except RateLimited as exc:  # a flooding client is cut off (SPEC §5: 4029)
                 self.conn.send(protocol.error(exc, protocol.peek_ref(data)))
-                self.conn.close(CLOSE_RATE_LIMITED, "rate limited")
+                self.conn.close(exc.close_code or CLOSE_RATE_LIMITED, "rate limited")
                 return False
         try:
             command = protocol.parse_command(data)
@@ -460,7 +460,7 @@ class Session:
                 principal = await self.endpoint.auth.verify_token(command.token)
             except Unauthorized as exc:  # a bad token ends the connection (SPEC §5: 4001)
                 conn.send(protocol.error(exc, ref))
-                conn.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
+                conn.close(exc.close_code or CLOSE_UNAUTHENTICATED, exc.detail[:120])
                 return
             self._reauthenticate(principal, ref)
         elif isinstance(command, protocol.Subscribe):

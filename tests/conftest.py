@@ -2,11 +2,20 @@
 
 Redis is the embedded Valkey (started once per session under a temp dir) unless ``REDIS_URL`` is
 set; each test gets its own key prefix and deletes its keys afterwards.
+
+``FEED_TEST_TOPOLOGY`` (or ``--topology``) runs the same tests on another topology:
+
+- ``single`` (default): one server, as above;
+- ``cluster``: a local Valkey cluster (3 masters + 3 replicas, ``server.devcluster``), or the
+  cluster ``REDIS_URL`` names; servers are pointed at one node;
+- ``sentinel``: a local Sentinel group (1 master, 1 replica, 3 Sentinels); servers find the
+  master through the Sentinels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.cluster
 import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -25,16 +35,56 @@ from server.app import FeedApp, create_app
 from server.auth import mint_token
 from server.cli import uvicorn_options
 from server.config import Settings, load_settings
+from server.devcluster import LocalCluster, LocalSentinel
 from server.embedded import EmbeddedRedis, free_port
 
 SECRET = "test-secret-" + "x" * 24
 TIMEOUT = 5.0
 
 
+TOPOLOGIES = ("single", "cluster", "sentinel")
+
+#: Extra ``[redis]`` settings every test server gets on this session's topology (Sentinel addresses).
+REDIS_EXTRA: dict[str, Any] = {}
+#: URLs of a cluster's nodes, when the session runs on a cluster (``delete_prefix`` scans each).
+CLUSTER_NODES: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--topology",
+        choices=TOPOLOGIES,
+        default=os.environ.get("FEED_TEST_TOPOLOGY") or "single",
+        help="run the tests on one Redis, a local Valkey cluster or a Sentinel group ($FEED_TEST_TOPOLOGY)",
+    )
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``REDIS_URL`` if set, else an embedded Valkey for the whole session."""
+def topology(request: pytest.FixtureRequest) -> str:
+    """The Redis topology this session runs on."""
+    return str(request.config.getoption("--topology"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(topology: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``REDIS_URL`` if set, else an embedded Valkey (or a local cluster / Sentinel group) for the session."""
     url = os.environ.get("REDIS_URL")
+    if topology == "cluster":
+        if url:
+            CLUSTER_NODES[:] = [url]
+            yield url
+            return
+        with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+            CLUSTER_NODES[:] = cluster.urls
+            yield cluster.url
+        CLUSTER_NODES.clear()
+        return
+    if topology == "sentinel":
+        with LocalSentinel(tmp_path_factory.mktemp("sentinel")) as group:
+            REDIS_EXTRA.update(sentinels=group.sentinel_addrs, sentinel_master=group.name)
+            yield group.master().url
+        REDIS_EXTRA.clear()
+        return
     if url:
         yield url
         return
@@ -54,7 +104,20 @@ def prefix(redis_url: str) -> Iterator[str]:
 
 
 def delete_prefix(redis_url: str, prefix: str) -> None:
-    """Delete every key under ``prefix`` (a test's own keys; also "Redis lost this data")."""
+    """Delete every key under ``prefix`` (a test's own keys; also "Redis lost this data").
+
+    On a cluster, every master is scanned (a SCAN sees one node's keys) and keys are deleted one
+    by one (a multi-key DEL must stay within one slot)."""
+    if CLUSTER_NODES:
+        with contextlib.closing(redis.cluster.RedisCluster.from_url(CLUSTER_NODES[0])) as cluster:
+            for node in cluster.get_primaries():
+                client = cluster.get_redis_connection(node)
+                keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+                with client.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.delete(key)
+                    pipe.execute()
+        return
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
@@ -64,11 +127,20 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
         client.close()
 
 
+def redis_client(redis_url: str) -> Any:
+    """An asyncio client for a test's direct reads and writes: cluster-aware on a cluster."""
+    import redis.asyncio as aioredis
+
+    if CLUSTER_NODES:
+        return aioredis.RedisCluster.from_url(CLUSTER_NODES[0])
+    return aioredis.Redis.from_url(redis_url)
+
+
 def make_settings(redis_url: str, prefix: str, **sections: dict[str, Any]) -> Settings:
     """Settings for a test server: real Redis, own prefix, known secret, free port."""
     merged: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "port": free_port(), "log_level": "warning"},
-        "redis": {"url": redis_url, "key_prefix": prefix},
+        "redis": {"url": redis_url, "key_prefix": prefix, **REDIS_EXTRA},
         "auth": {"jwt_secret": SECRET},
     }
     for name, values in sections.items():

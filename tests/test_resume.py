@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from conftest import nothing_more, recv, send, subscribe
+from conftest import nothing_more, recv, redis_client, send, subscribe
 
 from server.acl import Viewer
 from server.hub import Hub
@@ -416,7 +415,7 @@ async def test_lost_pubsub_message_is_filled_and_counted(server, redis_url, pref
     await http.post("/v1/feeds/room:gap/activities", json=ACTIVITY)
     assert (await recv(ws))["seq"] == reply["seq"] + 1
     # Append a change to the log as the write script would, but without publishing it.
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     keys = server.app.keys.feed("room:gap")
     seq = await client.hincrby(keys.meta, "seq", 1)
     body = {"id": "lost-1", "seq": seq, "verb": "post", "actor": {"id": "a"}, "audience": [{"type": "members"}]}
@@ -439,7 +438,7 @@ async def test_gap_the_log_cannot_fill_is_a_reset(server, redis_url):
     http = server.http(token)
     ws = await server.ws(token)
     reply = await subscribe(ws, "room:hole")
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     keys = server.app.keys.feed("room:hole")
     await client.hincrby(keys.meta, "seq", 3)  # three changes nobody can replay any more
     await client.aclose()

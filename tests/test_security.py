@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -216,3 +217,62 @@ async def test_require_exp_false_accepts_tokens_without_exp(server_factory):
     token = jwt.encode({"sub": "alice", "feeds": {"f:*": ["read"]}}, SECRET)
     r = await srv.http(token).get("/v1/feeds/f:1/activities")
     assert r.status_code == 200
+
+
+# -- item 6: slow bodies ------------------------------------------------------------------------------
+
+
+def _slow_post(server, declared: int = 1000, sent: int = 10) -> socket.socket:
+    """A raw connection that declares a body of ``declared`` bytes and sends only ``sent``."""
+    sock = socket.create_connection((server.settings.server.host, server.settings.server.port), timeout=10)
+    head = (
+        "POST /v1/feeds/f:1/activities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {server.token('alice', {'f:*': ['write']})}\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"{" + b" " * (sent - 1))
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Everything until the server closes the connection (the socket's timeout bounds each read)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+async def test_slow_body_gets_408_and_the_connection_is_closed(server_factory):
+    """Content-Length: 1000 with 10 bytes sent: a 408 problem after body_timeout, then the server closes."""
+    srv = await server_factory(server={"body_timeout": 1.0})
+    sock = _slow_post(srv)
+    started = time.monotonic()
+    try:
+        answer = await asyncio.wait_for(asyncio.to_thread(_read_all, sock), 8)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"application/problem+json" in answer and b"request_timeout" in answer
+    assert 0.8 < time.monotonic() - started < 5
+    r = await srv.http(srv.token("alice", {"f:*": ["write"]})).post("/v1/feeds/f:1/activities", json=ACTIVITY)
+    assert r.status_code == 201  # the server is fine
+
+
+async def test_slow_bodies_are_bounded_in_number(server_factory):
+    """Beyond max_body_readers requests sending their body at once, more get 503 + Retry-After."""
+    srv = await server_factory(server={"body_timeout": 3.0, "max_body_readers": 2})
+    slow = [_slow_post(srv) for _ in range(2)]
+    try:
+        await asyncio.sleep(0.3)  # both are now waiting for the rest of their bodies
+        third = _slow_post(srv)
+        try:
+            answer = await asyncio.wait_for(asyncio.to_thread(_read_all, third), 2.5)
+        finally:
+            third.close()
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer.lower(), answer[:300]
+        for sock in slow:  # and the first two still end with 408
+            assert (await asyncio.wait_for(asyncio.to_thread(_read_all, sock), 8)).startswith(b"HTTP/1.1 408 ")
+    finally:
+        for sock in slow:
+            sock.close()
+    r = await srv.http(srv.token("alice", {"f:*": ["write"]})).post("/v1/feeds/f:1/activities", json=ACTIVITY)
+    assert r.status_code == 201  # slots are released

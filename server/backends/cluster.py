@@ -111,6 +111,7 @@ class ClusterPipeline:
         self._replicas: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._waiting: list[Call] = []  # calls whose slot has no known owner yet
+        self._closing: set[asyncio.Future[None]] = set()  # disconnects of lanes of demoted masters
         self._refresh_task: asyncio.Task[None] | None = None
         self._refresh_again = False
         self._refresh_interval = refresh_interval
@@ -322,7 +323,13 @@ class ClusterPipeline:
         self._replicas = list(dict.fromkeys(replicas))
         self.refreshes += 1
         # Calls queued on a lane whose slot now belongs elsewhere follow their slot, in order.
+        owners = {id(lanes) for lanes in table if lanes is not None}
         for lanes in self._nodes.values():
+            if id(lanes) not in owners:  # a demoted or removed master: let its idle connections go
+                for lane in lanes:
+                    if lane.task is None and not lane.pending and (closing := lane.release()) is not None:
+                        self._closing = {task for task in self._closing if not task.done()}
+                        self._closing.add(closing)
             for lane in lanes:
                 if lane.pending and any(table[c.slot] is not old[c.slot] for c in lane.pending if c.slot >= 0):
                     stay = [c for c in lane.pending if c.slot < 0 or table[c.slot] is old[c.slot]]

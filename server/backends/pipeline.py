@@ -141,6 +141,13 @@ class Lane:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
 
+    def release(self) -> asyncio.Future[None] | None:
+        """Detach the connection now and close it in the background (the lane reconnects if used)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return None
+        return asyncio.ensure_future(_quiet_disconnect(conn))
+
     def push(self, call: Call) -> None:
         """Queue ``call`` behind everything already on this lane."""
         self.pending.append(call)
@@ -250,6 +257,11 @@ class Lane:
                 if not call.future.done():
                     call.future.set_exception(errors.get(id(call)) or redis_errors.ConnectionError("not routable"))
         return readonly
+
+
+async def _quiet_disconnect(conn: AbstractConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.disconnect()
 
 
 def _closed_by_peer(conn: AbstractConnection) -> bool:

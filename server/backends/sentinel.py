@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-__all__ = ["sentinel_pool"]
+__all__ = ["close_sentinel_pool", "sentinel_pool"]
 
 
 def sentinel_pool(sentinels: Sequence[str], master: str, url: str, *, timeout: float) -> SentinelConnectionPool:
@@ -48,3 +48,10 @@ def sentinel_pool(sentinels: Sequence[str], master: str, url: str, *, timeout: f
         protocol=2,
         **kwargs,
     )
+
+
+async def close_sentinel_pool(pool: SentinelConnectionPool) -> None:
+    """Close the pool's connections and its clients of the Sentinels."""
+    await pool.disconnect()
+    for client in pool.sentinel_manager.sentinels:
+        await client.aclose()

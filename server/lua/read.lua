@@ -9,8 +9,9 @@
 -- Bounds are activity ids ("" for none). A bound that is no longer in the feed is placed by its
 -- score (the time inside a ULID, "" if the id is not a ULID). "desc" walks from the newest end
 -- of the window, "asc" from the oldest (the nearest ones above an id_gt bound).
--- Returns {"ok", last_examined_id, exhausted ("1"|""), n, id_1..id_n, body_1..body_n} in walking
--- order, or {"bad", message}.
+-- Returns {"ok", last_examined_id, exhausted ("1"|""), n, id_1..id_n, body_1..body_n, hidden} in
+-- walking order, or {"bad", message}. hidden: examined activities that match the filters but that
+-- the reader may not see (their number only, so a reader can be told that some exist).
 local CHUNK = 200
 
 -- How many activities sort above `id` (its rank, whether or not it is still in the feed).
@@ -84,6 +85,8 @@ local function line_of_body(id)
   return table.concat(parts)
 end
 
+local hidden = 0
+
 -- The same rule as acl.Viewer.can_see, plus the filters. A malformed line admits nobody.
 local function wanted(line)
   if not line then return false end
@@ -95,21 +98,25 @@ local function wanted(line)
   if verb_filter ~= '' and verb ~= verb_filter then return false end
   if actor_filter ~= '' and actor ~= actor_filter then return false end
   if sees_all or (sub ~= '' and actor == sub) then return true end
+  hidden = hidden + 1 -- taken back below when the audience lets the reader see it
   while pos <= #line do
     local kind = string.sub(line, pos, pos)
     pos = pos + 1
-    if kind == 'p' then return true
-    elseif kind == 'e' then
-      if sub ~= '' then return true end
-    elseif kind == 'm' then
-      if sub ~= '' and member then return true end
+    local visible = false
+    if kind == 'p' then visible = true
+    elseif kind == 'e' then visible = sub ~= ''
+    elseif kind == 'm' then visible = sub ~= '' and member
     elseif kind == 'i' or kind == 'r' then
       local id
       id, pos = field(line, pos)
       if not id then return false end
-      if sub ~= '' and ((kind == 'i' and id == sub) or (kind == 'r' and roles[id])) then return true end
+      visible = sub ~= '' and ((kind == 'i' and id == sub) or (kind == 'r' and roles[id] == true))
     else
       return false
+    end
+    if visible then
+      hidden = hidden - 1
+      return true
     end
   end
   return false
@@ -152,4 +159,5 @@ for i = 1, #ids, 512 do
     out[#out + 1] = body or ''
   end
 end
+out[#out + 1] = hidden
 return out
