@@ -595,6 +595,7 @@ class FeedService:
         ascending = bool(gt) and not lt  # only a lower bound: the nearest newer ones
         want = query.offset + query.limit
         matched: list[tuple[str, bytes]] = []
+        hidden = 0
         for _ in range(_COPY_REFILLS):
             found = await self.store.page(
                 feed,
@@ -623,6 +624,7 @@ class FeedService:
                 if b'"via":"follow"' not in raw or viewer.can_see(orjson.loads(raw))
             ]
             matched += kept
+            hidden += found.hidden + len(found.ids) - len(kept)
             if len(kept) == len(found.ids) or exhausted or not last_id or len(matched) > want:
                 break
             if ascending:
@@ -638,7 +640,7 @@ class FeedService:
         bodies_out = [raw for _, raw in page]
         if ascending:
             bodies_out.reverse()
-        return Page(bodies_out, next_query, found.hidden)
+        return Page(bodies_out, next_query, hidden)
 
     # -- live ----------------------------------------------------------------------------------
 

@@ -139,6 +139,7 @@ async def test_copies_keep_the_origin_audience(server, bob):
     # carol administers her timeline but is no member of user:bob: she sees only the open one
     carol = server.http(server.token("carol", {"timeline:carol": ["admin"]}))
     assert [a["verb"] for a in await timeline(carol, "timeline:carol")] == ["open"]
+    assert (await carol.get("/v1/feeds/timeline:carol/activities")).json()["hidden"] == 1
     member = server.http(server.token("dave", {"timeline:carol": ["read"], "user:bob": ["member"]}))
     assert sorted(a["verb"] for a in await timeline(member, "timeline:carol")) == ["open", "secret"]
     ws = await server.ws(server.token("carol", {"timeline:carol": ["admin"]}))
