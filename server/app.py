@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -273,6 +273,7 @@ class FeedApp:
             Redis.from_url(url, socket_timeout=None, protocol=2) if s.getstream.api_key else None
         )
         self.redis = self.gs_redis  # the name the GetStream tests use (branch gs), until it moves too
+        self.dialect_shutdown: list[Callable[[], Awaitable[None]]] = []
         getstream = getstream_routes(
             self.service,
             s.getstream,
@@ -280,6 +281,7 @@ class FeedApp:
             self.keys,
             max_body_bytes=max_body,
             timeout=s.redis.command_timeout,
+            on_shutdown=self.dialect_shutdown,
             model=GetStreamModel(self.follow_service, self.aggregation, self.model_api.enricher),
         )
 
@@ -432,6 +434,8 @@ class FeedApp:
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
             self.ws.close_all(1012, "server restarting")
+            for close in self.dialect_shutdown:
+                await close()
             await self.hub.close()
             await self.broker.close()
             await self.store.close()

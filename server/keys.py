@@ -153,10 +153,16 @@ class Keys:
 
     def bayeux_client(self, client_id: str) -> tuple[str, str, str]:
         """A Bayeux (Faye) client's keys, one slot (``dialects/bayeux.py``): ``meta`` HASH (created,
-        last seen), ``queue`` LIST of messages waiting for a ``/meta/connect`` (bounded), ``subs`` SET of
-        channels. All expire when the client stays silent for the configured TTL."""
+        ``h:<channel>`` → the process holding that subscription), ``queue`` LIST of messages waiting
+        for a ``/meta/connect`` (bounded), ``subs`` SET of channels. All expire when the client stays
+        silent for the configured TTL."""
         base = f"{self.prefix}{{bx:{client_id}}}:"
         return base + "meta", base + "queue", base + "subs"
+
+    def bayeux_node(self, node: str) -> str:
+        """Heartbeat of a process holding Bayeux subscriptions (STRING with a short TTL): a client
+        whose subscriptions are held by a process whose heartbeat is gone must handshake again."""
+        return f"{self.prefix}{{bxnode:{node}}}"
 
     def readiness_channel(self, token: str) -> str:
         """A throwaway channel used by ``/readyz`` to prove the pub/sub path round-trips."""

@@ -186,7 +186,7 @@ async def test_refusals(server_factory: Any) -> None:
 async def test_bounded_queues_and_idle_expiry(server_factory: Any) -> None:
     """A client's queue keeps only the newest messages; a silent client expires and its hub
     subscription is dropped."""
-    settings = {**GETSTREAM, "bayeux_queue": 3, "bayeux_timeout": 0.3, "bayeux_client_ttl": 1.5}
+    settings = {**GETSTREAM, "bayeux_queue": 3, "bayeux_timeout": 0.3, "bayeux_client_ttl": 4.0}
     srv = await server_factory(getstream=settings)
     http = srv.http()
     client_id = await handshake(http)
@@ -197,9 +197,10 @@ async def test_bounded_queues_and_idle_expiry(server_factory: Any) -> None:
         await add_activity(srv, object=obj)
     await asyncio.sleep(0.3)
     replies = await bayeux(http, connect_message(client_id))
+    assert replies[0]["successful"] is True, replies[0]
     assert [r["data"]["new"][0]["object"] for r in replies[1:]] == objects[-3:]
     assert "user:bx" in srv.app.service.hub.rooms
-    await asyncio.sleep(3.0)  # silent past the TTL, and one sweep later
+    await asyncio.sleep(6.5)  # silent past the TTL, and one sweep (every TTL/4) later
     [gone] = await bayeux(http, connect_message(client_id))
     assert gone["successful"] is False
     assert "user:bx" not in srv.app.service.hub.rooms
@@ -236,3 +237,22 @@ async def test_two_os_processes(tmp_path: Any, redis_url: str, prefix: str) -> N
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_stopped_holder_sends_its_clients_to_handshake(server_factory: Any) -> None:
+    """When the process holding a client's subscription stops, the client's next /meta/connect
+    (on another process) is told to handshake again; subscribing anew there delivers again."""
+    a = await server_factory(getstream=GETSTREAM)
+    b = await server_factory(getstream=GETSTREAM)
+    client_id = await handshake(a.http())
+    [sub] = await bayeux(a.http(), subscribe_message(client_id))
+    assert sub["successful"] is True
+    await a.stop()
+    [reply] = await bayeux(b.http(), connect_message(client_id))
+    assert reply["successful"] is False and reply["advice"]["reconnect"] == "handshake"
+    again = await handshake(b.http())
+    [sub] = await bayeux(b.http(), subscribe_message(again))
+    assert sub["successful"] is True
+    added = await add_activity(b)
+    replies = await bayeux(b.http(), connect_message(again))
+    assert [r["data"]["new"][0]["id"] for r in replies[1:]] == [added["id"]]

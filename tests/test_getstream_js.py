@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import jwt
 import pytest
 import stream
 from conftest import RunningServer
@@ -109,16 +110,22 @@ def _python_client(gs: RunningServer) -> Any:
 async def test_js_subscribe_receives_changes_from_both_apis(gs: RunningServer, transport: str) -> None:
     """feed.subscribe gets GetStream's realtime payload for changes made through GetStream and
     through the native API; a token signed with another secret is refused."""
+    tampered = jwt.encode({"resource": "*", "action": "*", "feed_id": "user222"}, "x" * 32, algorithm="HS256")
     subs = [
         {"label": "good", "slug": "user", "id": "rt1", "noWebsocket": transport != "websocket"},
+        {"label": "second", "slug": "user", "id": "rt2", "shared": True},  # same faye client
+        {"label": "tampered", "slug": "user", "id": "111", "shared": True, "feedToken": tampered},
         {"label": "forged", "slug": "user", "id": "rt1", "token": "other-secret"},
     ]
-    run = await start_node("subscribe", gs.base, subscriptions=subs, expect={"good": 3}, wait=15000)
+    expect = {"good": 3, "second": 1}
+    run = await start_node("subscribe", gs.base, subscriptions=subs, expect=expect, wait=15000)
     try:
         ready = await run.line(30)
-        assert ready["status"]["good"] == "subscribed"
-        assert ready["status"]["forged"] != "subscribed"
+        assert ready["status"]["good"] == ready["status"]["second"] == "subscribed"
+        assert ready["status"]["forged"] != "subscribed" and ready["status"]["tampered"] != "subscribed"
         client = _python_client(gs)
+        await in_thread(lambda: client.feed("user", "rt2").add_activity({"actor": "a", "verb": "v", "object": "2"}))
+        await in_thread(lambda: client.feed("user", "111").add_activity({"actor": "a", "verb": "v", "object": "3"}))
         when = datetime.now(UTC).replace(tzinfo=None)
         added = await in_thread(
             lambda: client.feed("user", "rt1").add_activity(
@@ -144,7 +151,8 @@ async def test_js_subscribe_receives_changes_from_both_apis(gs: RunningServer, t
     assert second["new"][0]["verb"] == "native" and second["new"][0]["actor"] == "admin"
     assert third["deleted"] == [added["id"]]
     assert third["deleted_foreign_ids"] == [["p:1", added["time"].strftime(TIME_FORMAT)]]
-    assert out["received"]["forged"] == []
+    assert out["received"]["forged"] == [] and out["received"]["tampered"] == []
+    assert [m["new"][0]["object"] for m in out["received"]["second"]] == ["2"]
 
 
 async def test_js_subscribe_applies_the_audience_rule(gs: RunningServer) -> None:
@@ -169,3 +177,19 @@ async def test_js_subscribe_applies_the_audience_rule(gs: RunningServer) -> None
     finally:
         run.kill()
     assert [m["new"][0]["verb"] for m in out["received"]["alice"]] == ["seen-everyone", "seen-alice"]
+
+
+async def test_js_unsubscribe(gs: RunningServer) -> None:
+    """feed.unsubscribe() stops the deliveries."""
+    run = await start_node("unsubscribe", gs.base, user="unsub", wait=1500)
+    try:
+        await run.line(30)
+        client = _python_client(gs)
+        feed = client.feed("user", "unsub")
+        await in_thread(lambda: feed.add_activity({"actor": "a", "verb": "before", "object": "o"}))
+        assert (await run.line(30))["unsubscribed"] is True
+        await in_thread(lambda: feed.add_activity({"actor": "a", "verb": "after", "object": "o"}))
+        out = await run.finish(30)
+    finally:
+        run.kill()
+    assert [m["new"][0]["verb"] for m in out["received"]] == ["before"]

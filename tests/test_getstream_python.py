@@ -229,6 +229,18 @@ async def test_scopes_are_enforced(gs: RunningServer) -> None:
     assert (status, body["code"]) == (401, 3)
     status, body = await _gs_call(gs, "GET", "activities/", _token(user_id="alice"), params={"ids": "x"})
     assert status == 200 and body["results"] == []
+    # A user removes its own activities from its feed, not other actors' ones there.
+    server = _token(resource="*", action="*", feed_id="*")
+    _, theirs = await _gs_call(
+        gs, "POST", "feed/user/alice/", server, json={"actor": "bob", "verb": "v", "object": "o"}
+    )
+    _, own = await _gs_call(
+        gs, "POST", "feed/user/alice/", _token(user_id="alice"), json={"actor": "alice", "verb": "v", "object": "o"}
+    )
+    status, body = await _gs_call(gs, "DELETE", f"feed/user/alice/{theirs['id']}/", _token(user_id="alice"))
+    assert (status, body["code"]) == (403, 17)
+    status, _ = await _gs_call(gs, "DELETE", f"feed/user/alice/{own['id']}/", _token(user_id="alice"))
+    assert status == 200
     status, _ = await _gs_call(gs, "POST", "activities/", _token(user_id="alice"), json={"activities": [activity]})
     assert status == 403
     status, _ = await _gs_call(

@@ -233,7 +233,7 @@ def dialect_routes(
     from .velt import VeltApi
     from .wink import WinkApi
 
-    routes: list[BaseRoute] = []
+    routes: list[BaseRoute] = list(extra)  # first: one prefix test each (a Mount), most traffic
     for api in (
         WinkApi(service, auth, max_body_bytes=max_body_bytes),
         VeltApi(service, auth, max_body_bytes=max_body_bytes),
@@ -241,7 +241,6 @@ def dialect_routes(
     ):
         api.describe(openapi)
         routes.extend(api.routes())
-    routes.extend(extra)
     return routes
 
 

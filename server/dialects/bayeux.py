@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -150,6 +151,11 @@ class BayeuxEndpoint:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._pushes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        # This process, as the holder of the subscriptions it accepted (see ``_holders_alive``).
+        self.node = secrets.token_hex(8)
+        self._node_key = keys.bayeux_node(self.node)
+        self._interval = max(0.5, min(5.0, self.ttl_ms / 4000))
+        self._node_ttl_ms = int(max(3 * self._interval, 3.0) * 1000)
 
     def routes(self) -> list[BaseRoute]:
         """``/faye`` and ``/faye/``: HTTP transports and the WebSocket."""
@@ -266,18 +272,26 @@ class BayeuxEndpoint:
             except FeedError as exc:
                 log.warning("bayeux %s failed: %s", channel, exc.detail)
                 replies.append(_reply(message, successful=False, error=f"{exc.status}::{exc.detail}"))
+            except (RedisError, TimeoutError) as exc:
+                log.warning("bayeux %s failed: Redis: %s", channel, exc)
+                replies.append(_reply(message, successful=False, error="503::Redis is unavailable"))
         if connect is not None:
             try:
                 replies += await self._connect(connect, wait=len(messages) == 1)
             except FeedError as exc:
                 replies.append(_reply(connect, successful=False, error=f"{exc.status}::{exc.detail}"))
+            except (RedisError, TimeoutError) as exc:
+                log.warning("bayeux /meta/connect failed: Redis: %s", exc)
+                replies.append(_reply(connect, successful=False, error="503::Redis is unavailable"))
         return replies
 
     def _advice(self) -> dict[str, Any]:
         return {"reconnect": "retry", "interval": 0, "timeout": int(self.hold * 1000)}
 
-    async def _known(self, message: Mapping[str, Any]) -> str | None:
-        """The message's client id if that client exists (its TTL is refreshed)."""
+    async def _known(self, message: Mapping[str, Any], *, holders: bool = False) -> str | None:
+        """The message's client id if that client exists (its TTL is refreshed). With ``holders``,
+        also None when a process holding one of its subscriptions is gone (its state is dropped:
+        the client handshakes and subscribes again, and a live process takes the subscriptions)."""
         client_id = message.get("clientId")
         if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
             return None
@@ -286,8 +300,26 @@ class BayeuxEndpoint:
             pipe.pexpire(meta, self.ttl_ms)
             pipe.pexpire(queue, self.ttl_ms)
             pipe.pexpire(subs, self.ttl_ms)
-            alive, _, _ = await asyncio.wait_for(pipe.execute(), self.timeout)
-        return client_id if alive else None
+            pipe.hgetall(meta)
+            alive, _, _, fields = await asyncio.wait_for(pipe.execute(), self.timeout)
+        if not alive:
+            return None
+        if holders:
+            nodes = {v.decode() for k, v in fields.items() if k.startswith(b"h:")} - {self.node}
+            if nodes and not await self._holders_alive(nodes):
+                await asyncio.wait_for(self.redis.delete(meta, queue, subs), self.timeout)
+                self._drop(client_id)
+                return None
+        return client_id
+
+    async def _holders_alive(self, nodes: set[str]) -> bool:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in sorted(nodes):
+                pipe.exists(self.keys.bayeux_node(node))
+            return all(await asyncio.wait_for(pipe.execute(), self.timeout))
+
+    async def _heartbeat(self) -> None:
+        await asyncio.wait_for(self.redis.set(self._node_key, b"1", px=self._node_ttl_ms), self.timeout)
 
     def _unknown_client(self, message: Mapping[str, Any]) -> dict[str, Any]:
         return _reply(
@@ -300,7 +332,10 @@ class BayeuxEndpoint:
     async def _handshake(self, message: Mapping[str, Any]) -> dict[str, Any]:
         client_id = secrets.token_hex(16)
         meta, _, _ = self.keys.bayeux_client(client_id)
-        await asyncio.wait_for(self.redis.set(meta, str(time.time()), px=self.ttl_ms), self.timeout)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(meta, "created", str(time.time()))
+            pipe.pexpire(meta, self.ttl_ms)
+            await asyncio.wait_for(pipe.execute(), self.timeout)
         return {
             **_reply(message),
             "clientId": client_id,
@@ -329,9 +364,13 @@ class BayeuxEndpoint:
             if not feeds:
                 return _reply(message, successful=False, subscription=wanted, error="403::Forbidden")
             plans.append((channel, feeds))
-        _, _, subs = self.keys.bayeux_client(client_id)
-        await asyncio.wait_for(self.redis.sadd(subs, *channels), self.timeout)
-        await self.redis.pexpire(subs, self.ttl_ms)
+        await self._heartbeat()
+        meta, _, subs = self.keys.bayeux_client(client_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(subs, *channels)
+            pipe.pexpire(subs, self.ttl_ms)
+            pipe.hset(meta, mapping={f"h:{c}": self.node for c in channels})
+            await asyncio.wait_for(pipe.execute(), self.timeout)
         for channel, feeds in plans:
             if channel in self._local.get(client_id, {}):
                 continue
@@ -349,9 +388,12 @@ class BayeuxEndpoint:
             return self._unknown_client(message)
         wanted = message.get("subscription")
         channels = [wanted] if isinstance(wanted, str) else wanted if isinstance(wanted, list) else []
-        _, _, subs = self.keys.bayeux_client(client_id)
+        meta, _, subs = self.keys.bayeux_client(client_id)
         if channels:
-            await asyncio.wait_for(self.redis.srem(subs, *channels), self.timeout)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.srem(subs, *channels)
+                pipe.hdel(meta, *(f"h:{c}" for c in channels))
+                await asyncio.wait_for(pipe.execute(), self.timeout)
         for channel in channels:
             self._drop(client_id, channel)
         return _reply(message, successful=True, subscription=wanted)
@@ -364,7 +406,7 @@ class BayeuxEndpoint:
         return _reply(message, successful=True)
 
     async def _connect(self, message: Mapping[str, Any], *, wait: bool) -> list[dict[str, Any]]:
-        client_id = await self._known(message)
+        client_id = await self._known(message, holders=True)
         if client_id is None:
             return [self._unknown_client(message)]
         deadline = time.monotonic() + (self.hold if wait else 0)
@@ -436,11 +478,27 @@ class BayeuxEndpoint:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="bayeux-sweep")
 
+    async def close(self) -> None:
+        """Shutdown: stop the sweep, drop this process's subscriptions and its heartbeat (so that
+        its clients handshake again with a live process at their next connect)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sweeper
+        for client_id in list(self._local):
+            self._drop(client_id)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.redis.delete(self._node_key), self.timeout)
+
     async def _sweep(self) -> None:
-        """Drop local subscriptions whose client expired, disconnected or unsubscribed elsewhere."""
-        interval = max(0.5, min(5.0, self.ttl_ms / 4000))
+        """Keep this process's heartbeat while it holds subscriptions; drop local subscriptions
+        whose client expired, disconnected or unsubscribed elsewhere."""
         while self._local:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._interval)
+            try:
+                await self._heartbeat()
+            except Exception as exc:
+                log.warning("bayeux heartbeat: %s", exc)
             for client_id, channels in list(self._local.items()):
                 meta, _, subs = self.keys.bayeux_client(client_id)
                 try:

@@ -130,14 +130,17 @@ async function subscribe() {
   const status = {};
   const clients = [];
   for (const sub of cfg.subscriptions) {
+    // shared: this feed lives on the first subscription's client (one faye client, one clientId);
+    // feedToken: the token given to client.feed() (e.g. one for another feed, signed elsewhere).
     let c;
-    if (sub.token === 'user') c = client(client().createUserToken(sub.id));
+    if (sub.shared) c = clients[0];
+    else if (sub.token === 'user') c = client(client().createUserToken(sub.id));
     else if (sub.token === 'other-secret') c = client('another-secret-entirely');
     else c = client();
     if (sub.noWebsocket) c.getFayeClient().disable('websocket');
-    clients.push(c);
+    if (!sub.shared) clients.push(c);
     received[sub.label] = [];
-    const feed = c.feed(sub.slug, sub.id);
+    const feed = sub.feedToken ? c.feed(sub.slug, sub.id, sub.feedToken) : c.feed(sub.slug, sub.id);
     try {
       await feed.subscribe((msg) => received[sub.label].push(msg));
       status[sub.label] = 'subscribed';
@@ -154,7 +157,24 @@ async function subscribe() {
   return { status, received };
 }
 
-const scenarios = { flat, errors, subscribe };
+// feed.subscribe, one message, feed.unsubscribe(); prints {"ready"}, then {"unsubscribed"}, then
+// everything received within cfg.wait ms.
+async function unsubscribe() {
+  const c = client();
+  const feed = c.feed('user', cfg.user);
+  const received = [];
+  await feed.subscribe((msg) => received.push(msg));
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+  while (received.length < 1) await new Promise((r) => setTimeout(r, 20));
+  feed.unsubscribe();
+  await new Promise((r) => setTimeout(r, 300)); // let the /meta/unsubscribe reach the server
+  process.stdout.write(JSON.stringify({ unsubscribed: true }) + '\n');
+  await new Promise((r) => setTimeout(r, cfg.wait || 1500));
+  c.fayeClient.disconnect();
+  return { received };
+}
+
+const scenarios = { flat, errors, subscribe, unsubscribe };
 scenarios[process.argv[2]]()
   .then((out) => {
     process.stdout.write(JSON.stringify(out) + '\n');

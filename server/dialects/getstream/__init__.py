@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .api import DETACHED_FEED, PREFIX, GetStreamApi
@@ -35,8 +36,10 @@ def getstream_routes(
     max_body_bytes: int,
     timeout: float,
     model: Callable[[GetStreamApi], None] | None = None,
+    on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
 ) -> list[BaseRoute]:
-    """The GetStream routes (``/api/v1.0/…`` and ``/faye``); none when ``api_key`` is empty."""
+    """The GetStream routes (``/api/v1.0/…`` and ``/faye``); none when ``api_key`` is empty.
+    ``on_shutdown`` receives what the app must await when it stops (the Bayeux endpoint's close)."""
     if not settings.api_key:
         return []
     if not settings.api_secret:
@@ -50,7 +53,9 @@ def getstream_routes(
     if model is not None:
         model(api)
     bayeux = BayeuxEndpoint(service, auth, redis, keys, settings, timeout=timeout)
-    return [*bayeux.routes(), *api.routes()]
+    if on_shutdown is not None:
+        on_shutdown.append(bayeux.close)
+    return [*api.routes(), *bayeux.routes()]
 
 
 __all__ = ["DETACHED_FEED", "PREFIX", "ActivityIndex", "Caller", "GetStreamApi", "GetStreamAuth", "getstream_routes"]

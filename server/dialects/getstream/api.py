@@ -209,23 +209,24 @@ class GetStreamApi:
         feed = self._feed(request)
         caller.allow("feed", "delete", [feed])
         target = request.path_params["activity_id"].rstrip("/")
-        if truthy(request.query_params.get("foreign_id")):
-            for principal in self._identities(caller, feed):
-                try:
-                    await self.service.delete_foreign_id(principal, feed, target)
-                    break
-                except Forbidden:
-                    continue
-            return 200, {"removed": target}
+        by_foreign_id = truthy(request.query_params.get("foreign_id"))
+        refused: Forbidden | None = None
         for principal in self._identities(caller, feed):
             try:
-                await self.service.delete(principal, feed, target)
+                if by_foreign_id:
+                    await self.service.delete_foreign_id(principal, feed, target)
+                else:
+                    await self.service.delete(principal, feed, target)
+                    await self.index.forget([(target, "", feed)])
             except NotFound:
-                break
-            except Forbidden:
+                break  # unknown (or hidden from the caller): GetStream answers 200
+            except Forbidden as exc:  # not this identity's: try the user's other actor form
+                refused = exc
                 continue
-            await self.index.forget([(target, "", feed)])
+            refused = None
             break
+        if refused is not None:
+            raise refused
         return 200, {"removed": target}
 
     @staticmethod
