@@ -403,6 +403,8 @@ class Fanout:
                 raise
             except Exception as exc:
                 log.warning("fan-out worker: %s", exc)
+                if "NOGROUP" in str(exc):  # the stream was deleted (a flush): create it again
+                    group_ready = False
                 await asyncio.sleep(1.0)
             if pause:
                 await asyncio.sleep(pause)

@@ -114,16 +114,24 @@ def describe(openapi: Any, routes: list[Route], tag: str) -> None:
         for method in route.methods or ():
             if method == "HEAD":
                 continue
+            words = [p.strip("{}") for p in route.path.split("/") if p and p != "v1"]
             openapi.add_path(
                 route.path,
                 method,
                 {
                     "tags": [tag],
                     "summary": doc,
+                    "operationId": "_".join([method.lower(), *words]),
                     "parameters": params,
                     "responses": {
-                        "200": {"description": "OK (201 for creations, 204 for deletions)"},
-                        "default": {"description": "RFC 9457 problem"},
+                        "200": {
+                            "description": "OK (201 for creations, 204 for deletions); shapes in docs/api.md",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "default": {
+                            "description": "RFC 9457 problem",
+                            "content": {"application/problem+json": {"schema": {"type": "object"}}},
+                        },
                     },
                 },
             )
