@@ -319,7 +319,10 @@ class FeedApp:
         f = s.fanout
         self.follow_store = FollowStore(self.pipeline, self.keys, timeout=s.redis.command_timeout, max_jobs=f.max_jobs)
         # A round of copies may keep Redis busy for seconds: its own, longer, pipeline timeout.
+        main_sentinels = self._sentinels  # _pipeline records its Sentinel pool there: keep both, close both
         fan_pipeline, _ = self._pipeline(url, timeout=max(10.0, 4 * s.redis.command_timeout))
+        self._fan_sentinels = self._sentinels if self._sentinels is not main_sentinels else None
+        self._sentinels = main_sentinels
         self.copy_store = FeedStore(
             fan_pipeline,
             self.keys,
@@ -444,6 +447,8 @@ class FeedApp:
                 await self.gs_redis.aclose()
             if self._sentinels is not None:
                 await close_sentinel_pool(self._sentinels)
+            if self._fan_sentinels is not None:
+                await close_sentinel_pool(self._fan_sentinels)
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
 
