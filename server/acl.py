@@ -128,6 +128,7 @@ class Principal:
             roles=self.roles,
             admin=owner or bool(rights & Right.ADMIN),
             member=bool(rights & Right.MEMBER),
+            principal=self,
         )
 
     def actor(self) -> dict[str, Any]:
@@ -151,10 +152,36 @@ class Viewer:
     roles: frozenset[str]
     admin: bool
     member: bool
+    #: Who this is: follow copies are judged by the principal's standing on their origin feed.
+    principal: Principal | None = field(default=None, compare=False)
 
     def can_see(self, activity: Mapping[str, Any]) -> bool:
-        """SPEC §3: feed admin, the actor, or any audience entry that admits this viewer."""
+        """SPEC §3: feed admin, the actor, or any audience entry that admits this viewer.
+
+        A follow copy (SPEC §12) is judged as in its origin feed, whatever this feed grants:
+        following never reveals what the audience hides (``members`` are the origin's members).
+        """
+        origin = follow_origin(activity)
+        if origin is not None:
+            return self.principal is not None and self.principal.viewer(origin).sees_directly(activity)
         return self.admin or admits(self, actor_id(activity), activity.get("audience") or ())
+
+    def sees_directly(self, activity: Mapping[str, Any]) -> bool:
+        """The §3 rule on this feed alone (no follow-copy indirection)."""
+        return self.admin or admits(self, actor_id(activity), activity.get("audience") or ())
+
+
+#: The body field marking a copy made by a follow (``{"origin": "user:1", "via": "follow"}``).
+FOLLOW_MARK = "via"
+
+
+def follow_origin(activity: Mapping[str, Any]) -> str | None:
+    """The origin feed of a follow copy, or None for anything else (originals, `to` copies)."""
+    if activity.get(FOLLOW_MARK) == "follow":
+        origin = activity.get("origin")
+        if isinstance(origin, str):
+            return origin
+    return None
 
 
 def actor_id(activity: Mapping[str, Any]) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -25,6 +25,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .aggregation import AggregationService, FeedGroups
 from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
@@ -38,6 +39,9 @@ from .devsecret import dev_secret
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError, Unavailable
+from .follow_routes import FollowApi
+from .follow_service import FollowService
+from .follows import Fanout, FanoutMetrics, FollowStore
 from .http import (
     BodyLimits,
     RateLimitMiddleware,
@@ -51,8 +55,11 @@ from .http import (
 from .hub import Hub
 from .keys import Keys
 from .metrics import Metrics
+from .model_routes import ModelApi, describe
+from .objects import ObjectService, ObjectStore
 from .openapi import OpenApi
 from .ratelimit import RateLimit
+from .reactions import ReactionService, ReactionStore
 from .routes import NativeApi, Readiness
 from .service import FeedService
 from .store import FeedStore
@@ -168,6 +175,7 @@ class FeedApp:
         self.keys = Keys(s.redis.key_prefix)
         self.topology = self._topology(url)
         pipeline, broker_connections = self._pipeline(url)
+        self.pipeline = pipeline
         self.store = FeedStore(
             pipeline,
             self.keys,
@@ -201,6 +209,7 @@ class FeedApp:
             max_batch=s.feeds.max_batch,
             max_page=s.feeds.max_page,
         )
+        self._setup_follows(url)
         self.auth = Authenticator(
             jwt_secret=secret,
             algorithms=s.auth.jwt_algorithms,
@@ -236,22 +245,49 @@ class FeedApp:
             max_batch=s.feeds.max_batch, max_page=s.feeds.max_page, max_activity_bytes=s.feeds.max_activity_bytes
         )
         self.asyncapi = AsyncApi()
+        self.follow_api = FollowApi(self.follow_service, self.auth, max_body_bytes=max_body)
+        self.reaction_service = ReactionService(
+            self.service,
+            ReactionStore(
+                self.pipeline, self.keys, timeout=s.redis.command_timeout, resume_window=s.feeds.resume_window
+            ),
+        )
+        self.object_service = ObjectService(ObjectStore(self.pipeline, self.keys, timeout=s.redis.command_timeout))
+        self.feed_groups = FeedGroups(s.feed_groups)
+        self.hub.decorate = self.feed_groups.decorate
+        self.aggregation = AggregationService(self.service, self.feed_groups)
+        self.model_api = ModelApi(
+            self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
+        )
+        self.native.enrich = self.model_api.enricher
+        describe(self.openapi, self.follow_api.routes(), "follows")
+        describe(self.openapi, self.model_api.routes(), "reactions, users, collections, groups")
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
         from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
+        from .dialects.getstream.model import GetStreamModel  # SPEC §12 through the GetStream dialect
 
+        # The GetStream dialect (branch gs) still talks to redis-py directly: a client of its own,
+        # only when the dialect is on (until it moves onto the command pipeline).
+        self.gs_redis: Redis | None = (
+            Redis.from_url(url, socket_timeout=None, protocol=2) if s.getstream.api_key else None
+        )
+        self.redis = self.gs_redis  # the name the GetStream tests use (branch gs), until it moves too
         self.dialect_shutdown: list[Callable[[], Awaitable[None]]] = []
         getstream = getstream_routes(
             self.service,
             s.getstream,
-            self.redis,
+            self.gs_redis,  # type: ignore[arg-type]
             self.keys,
             max_body_bytes=max_body,
             timeout=s.redis.command_timeout,
             on_shutdown=self.dialect_shutdown,
+            model=GetStreamModel(self.follow_service, self.aggregation, self.model_api.enricher),
         )
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
+            *self.follow_api.routes(),
+            *self.model_api.routes(),
             *dialect_routes(self.service, self.auth, self.openapi, max_body, extra=getstream),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/asyncapi.json", self._asyncapi_json, methods=["GET"]),
@@ -275,6 +311,38 @@ class FeedApp:
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
         self.http_app = BodyLimits(self.http_app, timeout=s.server.body_timeout, max_readers=s.server.max_body_readers)
+
+    def _setup_follows(self, url: str) -> None:
+        """Follows (SPEC §12): their store, the durable fan-out and use cases. The fan-out writes
+        copies through a pipeline of its own, so copies never queue in front of user writes."""
+        s = self.settings
+        f = s.fanout
+        self.follow_store = FollowStore(self.pipeline, self.keys, timeout=s.redis.command_timeout, max_jobs=f.max_jobs)
+        # A round of copies may keep Redis busy for seconds: its own, longer, pipeline timeout.
+        fan_pipeline, _ = self._pipeline(url, timeout=max(10.0, 4 * s.redis.command_timeout))
+        self.copy_store = FeedStore(
+            fan_pipeline,
+            self.keys,
+            max_feed_length=s.feeds.max_feed_length,
+            resume_window=s.feeds.resume_window,
+            retention_days=s.feeds.retention_days,
+            timeout=max(s.redis.command_timeout, 5.0),
+        )
+        self.fanout = Fanout(
+            self.follow_store,
+            self.copy_store,
+            FanoutMetrics(self.metrics.registry),
+            events_per_batch=f.events_per_batch,
+            followers_per_chunk=f.followers_per_chunk,
+            jobs_per_read=f.jobs_per_read,
+            lease_seconds=f.lease_seconds,
+            claim_idle_seconds=f.claim_idle_seconds,
+            sweep_seconds=f.sweep_seconds,
+            poll_seconds=f.poll_seconds,
+            run_workers=f.enabled,
+        )
+        self.store.on_change = self.fanout.changed
+        self.follow_service = FollowService(self.service, self.follow_store, self.fanout)
 
     def _topology(self, url: str) -> str:
         """``single``, ``sentinel`` or ``cluster``, from ``[redis]`` (``cluster = "auto"``: ask the node)."""
@@ -302,11 +370,12 @@ class FeedApp:
                 )
         return "cluster"
 
-    def _pipeline(self, url: str) -> tuple[Pipeline, str | ConnectionPool]:
+    def _pipeline(self, url: str, timeout: float | None = None) -> tuple[Pipeline, str | ConnectionPool]:
         """The store's command path for this topology, and what the single-node broker connects with."""
         r = self.settings.redis
+        timeout = timeout or r.command_timeout
         if self.topology == "cluster":
-            return ClusterPipeline([url, *r.seeds], timeout=r.command_timeout), url
+            return ClusterPipeline([url, *r.seeds], timeout=timeout), url
         pool: ConnectionPool
         if self.topology == "sentinel":
             pool = sentinel_pool(r.sentinels, r.sentinel_master, url, timeout=r.command_timeout)
@@ -316,7 +385,7 @@ class FeedApp:
             pool = ConnectionPool.from_url(
                 url, socket_timeout=None, socket_connect_timeout=r.command_timeout, protocol=2
             )
-        return Batcher(pool.make_connection, timeout=r.command_timeout), pool if self.topology == "sentinel" else url
+        return Batcher(pool.make_connection, timeout=timeout), pool if self.topology == "sentinel" else url
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/v1/ws":
@@ -357,8 +426,10 @@ class FeedApp:
             if not self.broker.connected:
                 log.warning("Redis pub/sub is not reachable yet at startup; retrying in the background")
             self.drain.install()
+            await self.fanout.start()
             yield
         finally:
+            await self.fanout.close()
             self.drain.uninstall()
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
@@ -368,6 +439,9 @@ class FeedApp:
             await self.hub.close()
             await self.broker.close()
             await self.store.close()
+            await self.copy_store.close()
+            if self.gs_redis is not None:
+                await self.gs_redis.aclose()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
 

@@ -138,6 +138,39 @@ class FeedsSettings(_Section):
     resume_window: int = Field(1000, ge=1)
 
 
+class FanoutSettings(_Section):
+    """``[fanout]``: the durable follow fan-out (SPEC §12; see ``server/follows.py``)."""
+
+    enabled: bool = True
+    events_per_batch: int = Field(100, ge=1, le=1000)
+    followers_per_chunk: int = Field(200, ge=1, le=10000)
+    jobs_per_read: int = Field(16, ge=1, le=1000)
+    lease_seconds: float = Field(30.0, gt=0)
+    claim_idle_seconds: float = Field(30.0, gt=0)
+    sweep_seconds: float = Field(60.0, gt=0)
+    poll_seconds: float = Field(0.05, gt=0)
+    max_jobs: int = Field(100_000, ge=100)
+
+
+class FeedGroupSettings(_Section):
+    """``[feed_groups.<slug>]``: how feeds ``<slug>:<id>`` behave (SPEC §12)."""
+
+    type: Literal["flat", "aggregated", "notification"] = "flat"
+    aggregation_format: str = '{{ verb }}_{{ time.strftime("%Y-%m-%d") }}'
+    max_length: int = Field(0, ge=0)  # 0: [feeds] max_feed_length
+
+
+def _default_feed_groups() -> dict[str, FeedGroupSettings]:
+    return {
+        "user": FeedGroupSettings(),
+        "timeline": FeedGroupSettings(),
+        "flat": FeedGroupSettings(),
+        "aggregated": FeedGroupSettings(type="aggregated"),
+        "notification": FeedGroupSettings(type="notification"),
+        "notifications": FeedGroupSettings(type="notification"),
+    }
+
+
 class GetStreamSettings(_Section):
     """``[getstream]``: the GetStream-compatible API (SPEC §11); an empty ``api_key`` turns it off."""
 
@@ -163,6 +196,9 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     auth: AuthSettings = AuthSettings()
     feeds: FeedsSettings = FeedsSettings()
+    fanout: FanoutSettings = FanoutSettings()
+    feed_groups: dict[str, FeedGroupSettings] = Field(default_factory=_default_feed_groups)
+
     getstream: GetStreamSettings = GetStreamSettings()
 
     @classmethod

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import orjson
 
 from . import protocol
-from .acl import Viewer, actor_id, admits
+from .acl import FOLLOW_MARK, Viewer, actor_id, admits, follow_origin
 from .errors import FeedError
 
 log = logging.getLogger("feedserver.hub")
@@ -279,8 +279,10 @@ def event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | Non
     same thing for a whole room at once with ``Room.recipients``.
     """
     kind, activity = event["event"], event["activity"]
+    if follow_origin(activity) is not None:  # judged in the origin feed (acl.Viewer.can_see)
+        return _copy_event_for(viewer, event)
     sees_now = viewer.admin or admits(viewer, actor_id(activity), activity.get("audience") or ())
-    if kind == "created":
+    if kind == "created" or kind.startswith("reaction."):  # a reaction event: whoever sees its activity
         return (kind, activity) if sees_now else None
     if kind == "deleted":
         return (kind, protocol.deleted_stub(activity)) if sees_now else None
@@ -295,6 +297,23 @@ def event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | Non
     return None
 
 
+def _copy_event_for(viewer: Viewer, event: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """``event_for`` for a follow copy: both versions judged by the origin feed's rule."""
+    kind, activity = event["event"], event["activity"]
+    sees_now = viewer.can_see(activity)
+    if kind == "created":
+        return (kind, activity) if sees_now else None
+    if kind == "deleted":
+        return (kind, protocol.deleted_stub(activity)) if sees_now else None
+    prev = {**(event.get("prev") or activity), "origin": activity["origin"], FOLLOW_MARK: "follow"}
+    saw = viewer.can_see(prev)
+    if saw and sees_now:
+        return "updated", activity
+    if saw:
+        return "deleted", protocol.deleted_stub(activity)
+    return ("created", activity) if sees_now else None
+
+
 class Hub:
     """Fan-out of change events to this process's subscribers."""
 
@@ -306,6 +325,9 @@ class Hub:
         self._peer_feeds: dict[Peer, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._fill_slots = asyncio.Semaphore(_MAX_CONCURRENT_FILLS)
+        #: A change event with derived fields added, as sent (aggregated feeds' group): a copy,
+        #: never the logged event itself.
+        self.decorate: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
 
     def attach(self, broker: Broker) -> None:
         """Connect the broker (built after the hub, since it calls back into it)."""
@@ -350,6 +372,8 @@ class Hub:
         peer.send(protocol.subscribed(feed, cursor.seq, cursor.epoch, since is not None and cursor.recovered, ref))
         for raw in cursor.events:
             event = orjson.loads(raw)
+            if self.decorate is not None:
+                event = self.decorate(feed, event)
             if event.get("seq", 0) <= cursor.seq and (out := event_for(viewer, event)) is not None:
                 peer.send(protocol.activity_frame(feed, event["seq"], out[0], out[1]))
         # Live from the cursor on: held events it already covers (replayed, or before a fresh
@@ -616,9 +640,17 @@ class Hub:
 
     def _fanout(self, room: Room, event: dict[str, Any]) -> None:
         """Encode the event once per kind and hand it to every subscriber allowed to see it."""
+        room.last = event  # as logged: what rewritten-history detection compares with
+        if self.decorate is not None:
+            event = self.decorate(room.feed, event)
         feed, seq, kind, activity = room.feed, event["seq"], event["event"], event["activity"]
         epoch = room.epoch
-        room.last = event
+        if follow_origin(activity) is not None:  # per-viewer rule of the origin feed
+            for sub in list(room.subs.values()):
+                if (out := _copy_event_for(sub.viewer, event)) is not None:
+                    name, payload = out
+                    self._send((sub,), epoch, seq, protocol.activity_frame(feed, seq, name, payload))
+            return
         if kind == "updated":
             prev = event.get("prev")
             if prev is not None and not _same_visibility(prev, activity):

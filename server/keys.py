@@ -18,6 +18,34 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
     af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
+Follows (SPEC §12; ``server/follows.py``), each key in the slot of the feed it belongs to::
+
+    af:{user:1}:followers    ZSET    follower feed -> ms it started following user:1
+    af:{timeline:2}:following ZSET   followed feed -> ms timeline:2 started following it
+    af:{user:1}:fo           HASH    cursor -> last seq of user:1 copied to every follower
+    af:{user:1}:folease      STRING  token of the fan-out worker holding user:1 (PX lease)
+    af:{fanout}:jobs         STREAM  "feed" -> a followed feed with changes to copy (group "fanout")
+    af:{fanout}:sources      ZSET    every feed with followers (the sweep repairs lost jobs from it)
+
+Reactions (SPEC §12; ``server/reactions.py``) live in the slot of their activity's feed (the
+origin feed for a copy), so adding one and logging its change event is one script::
+
+    af:{user:1}:rx               HASH   reaction id -> reaction JSON
+    af:{user:1}:rxi:<target>     ZSET   ids of the reactions to <target> (an activity or a parent
+                                        reaction), all scores 0: ULIDs in lex order are time order
+    af:{user:1}:rxi:<target>:<kind>  ZSET  … of one kind
+    af:{user:1}:rxc:<target>     HASH   kind -> count
+    af:{user:1}:rxu:<target>:<user>  ZSET  … by one user (own_reactions)
+    af:{rx:<reaction id>}        STRING the feed holding the reaction (get/update/delete by id)
+    af:{rxuser:<user>}           ZSET   a user's reaction ids (lex), and
+    af:{rxuser:<user>}:feeds     HASH   reaction id -> feed
+
+Users and collections (``server/objects.py``), one slot per object::
+
+    af:{su:<id>}                 STRING user JSON {id, data, created_at, updated_at}
+    af:{so:<collection>:<id>}    STRING collection object JSON
+    af:{so:<collection>}:ids     ZSET   ids of a collection (listing)
+
 A change event (what the log stores and the channel carries) is one JSON object built by the
 write scripts: ``{"seq", "epoch", "event", "feed", "activity", "prev"}``; see ``lua/_common.lua``.
 A notification feed's channel also carries ``{"counts": {"unseen", "unread"}}`` messages, which
@@ -77,6 +105,44 @@ class Keys:
         """The (seen, read) id sets of a notification feed (same slot as the feed's other keys)."""
         base = f"{self.prefix}{{{feed}}}:"
         return base + "seen", base + "read"
+
+    def follows(self, feed: str) -> tuple[str, str, str, str]:
+        """(followers, following, fan-out state, fan-out lease) of ``feed`` (all in its slot)."""
+        base = f"{self.prefix}{{{feed}}}:"
+        return base + "followers", base + "following", base + "fo", base + "folease"
+
+    def fanout(self) -> tuple[str, str]:
+        """(job stream, sources set) of the follow fan-out: one slot of their own."""
+        base = f"{self.prefix}{{fanout}}:"
+        return base + "jobs", base + "sources"
+
+    def reactions(self, feed: str, target: str, kind: str = "", user: str = "") -> tuple[str, str, str, str, str]:
+        """(bodies, index of ``target``, its index of ``kind``, its counts, its index of ``user``)."""
+        base = f"{self.prefix}{{{feed}}}:"
+        return (
+            base + "rx",
+            f"{base}rxi:{target}",
+            f"{base}rxi:{target}:{kind}",
+            f"{base}rxc:{target}",
+            f"{base}rxu:{target}:{user}",
+        )
+
+    def reaction_locator(self, reaction_id: str) -> str:
+        """Where reaction ``reaction_id`` lives (its feed's name)."""
+        return f"{self.prefix}{{rx:{reaction_id}}}"
+
+    def user_reactions(self, user: str) -> tuple[str, str]:
+        """(ids, id -> feed) of a user's reactions."""
+        base = f"{self.prefix}{{rxuser:{user}}}"
+        return base, base + ":feeds"
+
+    def user_object(self, user_id: str) -> str:
+        """A stored user (``SU:<id>``)."""
+        return f"{self.prefix}{{su:{user_id}}}"
+
+    def collection_object(self, collection: str, object_id: str) -> str:
+        """A stored collection object (``SO:<collection>:<id>``)."""
+        return f"{self.prefix}{{so:{collection}:{object_id}}}"
 
     def getstream_index(self, app: str) -> tuple[str, str]:
         """The GetStream dialect's lookup hashes of app ``app`` (``dialects/getstream/index.py``):

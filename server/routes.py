@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -96,6 +96,8 @@ class NativeApi:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self._readiness = readiness
+        #: Reads' post-processing (reactions, references, discarded actors; ``model_routes.Enricher``).
+        self.enrich: Callable[[Any, list[bytes], Any], Awaitable[list[bytes]]] | None = None
 
     def routes(self) -> list[Route]:
         """Starlette routes of the native API."""
@@ -153,8 +155,9 @@ class NativeApi:
         principal = await principal_of(request, self.auth)
         page = await self.service.read(principal, request.path_params["feed"], self._page_query(request))
         next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
+        bodies = page.bodies if self.enrich is None else await self.enrich(principal, page.bodies, request.query_params)
         tail = dumps({"next": next_url, "hidden": page.hidden})[1:]
-        return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b"]," + tail)
+        return JSONBytes(b'{"results":[' + b",".join(bodies) + b"]," + tail)
 
     async def get_activity(self, request: Request) -> Response:
         """One activity (404 when missing or hidden), with its version as ``ETag``."""

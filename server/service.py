@@ -53,6 +53,8 @@ from .protocol import Ref
 
 log = logging.getLogger("feedserver.service")
 
+#: Extra page reads when follow copies hidden from the reader left a page short.
+_COPY_REFILLS = 4
 #: Upper bound on activities examined for one history page (hidden or filtered ones included).
 MAX_SCAN = 2000
 #: A validated activity and the input it was validated from (stored as given: ``build_body``).
@@ -592,26 +594,43 @@ class FeedService:
         gt, gt_incl = (query.id_gte, True) if query.id_gte else (query.id_gt or "", False)
         ascending = bool(gt) and not lt  # only a lower bound: the nearest newer ones
         want = query.offset + query.limit
-        found = await self.store.page(
-            feed,
-            lt=lt,
-            lt_inclusive=lt_incl,
-            lt_score=ulid_ms(lt) if lt else None,
-            gt=gt,
-            gt_inclusive=gt_incl,
-            gt_score=ulid_ms(gt) if gt else None,
-            ascending=ascending,
-            want=want + 1,  # one more than needed: tells whether a next page exists
-            budget=MAX_SCAN,
-            sees_all=viewer.admin,
-            sub=viewer.sub,
-            member=viewer.member,
-            roles=sorted(viewer.roles),
-            verb=query.verb,
-            actor=query.actor,
-        )
-        matched = list(zip(found.ids, found.bodies, strict=True))
-        exhausted, last_id = found.exhausted, found.last_examined
+        matched: list[tuple[str, bytes]] = []
+        hidden = 0
+        for _ in range(_COPY_REFILLS):
+            found = await self.store.page(
+                feed,
+                lt=lt,
+                lt_inclusive=lt_incl,
+                lt_score=ulid_ms(lt) if lt else None,
+                gt=gt,
+                gt_inclusive=gt_incl,
+                gt_score=ulid_ms(gt) if gt else None,
+                ascending=ascending,
+                want=want + 1 - len(matched),  # one more than needed: tells whether a next page exists
+                budget=MAX_SCAN,
+                sees_all=viewer.admin,
+                sub=viewer.sub,
+                member=viewer.member,
+                roles=sorted(viewer.roles),
+                verb=query.verb,
+                actor=query.actor,
+            )
+            exhausted, last_id = found.exhausted, found.last_examined
+            # Follow copies pass the Lua filter and are judged here, by their origin feed's rule
+            # (acl.Viewer.can_see): a page with hidden copies is refilled from where it stopped.
+            kept = [
+                (i, raw)
+                for i, raw in zip(found.ids, found.bodies, strict=True)
+                if b'"via":"follow"' not in raw or viewer.can_see(orjson.loads(raw))
+            ]
+            matched += kept
+            hidden += found.hidden + len(found.ids) - len(kept)
+            if len(kept) == len(found.ids) or exhausted or not last_id or len(matched) > want:
+                break
+            if ascending:
+                gt, gt_incl = last_id, False
+            else:
+                lt, lt_incl = last_id, False
         page = matched[query.offset : want]
         next_query = None
         if len(matched) > want:  # at least one more match exists after this page
@@ -621,7 +640,7 @@ class FeedService:
         bodies_out = [raw for _, raw in page]
         if ascending:
             bodies_out.reverse()
-        return Page(bodies_out, next_query, found.hidden)
+        return Page(bodies_out, next_query, hidden)
 
     # -- live ----------------------------------------------------------------------------------
 

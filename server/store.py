@@ -196,6 +196,8 @@ class FeedStore:
         self._delete = self._batcher.script(_load_script("delete.lua"))
         self._find = self._batcher.script(_load_script("find.lua"))
         self._marks = self._batcher.script(_load_script("marks.lua"))
+        #: Called with a feed's name after each change written to it (the follow fan-out's wake-up).
+        self.on_change: Callable[[str], None] | None = None
 
     async def _run(self, sha: str, keys: Sequence[str], args: Sequence[Any], *, acks: int = 0) -> Any:
         """Run a script in a shared pipeline (the batcher bounds its time); Redis trouble becomes 503.
@@ -246,7 +248,10 @@ class FeedStore:
         future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
         merge.groups.append((items, future))
         merge.size += len(items)
-        return await self._call(lambda: future, bounded=True)
+        bodies = await self._call(lambda: future, bounded=True)
+        if self.on_change is not None:
+            self.on_change(feed)
+        return bodies
 
     def _write_call(self, feed: str, items: Sequence[WriteItem]) -> asyncio.Future[Any]:
         args: list[Any] = [new_epoch(), feed, self._max_len, self._window, self._cutoff(), len(items)]
@@ -292,6 +297,8 @@ class FeedStore:
         for item in items:
             args.extend(item.args())
         result = await self._run(self._replace, k, args, acks=self._acks)
+        if self.on_change is not None:
+            self.on_change(feed)
         return [_item_result(r) for r in result]
 
     async def delete(
@@ -304,6 +311,8 @@ class FeedStore:
             version = "" if expected_version is None else expected_version
             args.extend((activity_id, version, actor, "1" if may_override else ""))
         result = await self._run(self._delete, k, args, acks=self._acks)
+        if self.on_change is not None:
+            self.on_change(feed)
         return [_item_result(r) for r in result]
 
     async def find(self, feed: str, refs: Sequence[tuple[str, str, str]]) -> list[bytes | None]:

@@ -17,6 +17,8 @@ from .auth import Caller, GetStreamAuth
 from .index import ActivityIndex
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from collections.abc import Callable
+
     from redis.asyncio import Redis
     from starlette.routing import BaseRoute
 
@@ -33,6 +35,7 @@ def getstream_routes(
     *,
     max_body_bytes: int,
     timeout: float,
+    model: Callable[[GetStreamApi], None] | None = None,
     on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
 ) -> list[BaseRoute]:
     """The GetStream routes (``/api/v1.0/…`` and ``/faye``); none when ``api_key`` is empty.
@@ -47,6 +50,8 @@ def getstream_routes(
     index = ActivityIndex(redis, keys, settings.app_id, timeout)
     service.after_post.append(index.record_bodies)
     api = GetStreamApi(service, auth, index, max_body_bytes=max_body_bytes)
+    if model is not None:
+        model(api)
     bayeux = BayeuxEndpoint(service, auth, redis, keys, settings, timeout=timeout)
     if on_shutdown is not None:
         on_shutdown.append(bayeux.close)

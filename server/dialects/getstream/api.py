@@ -91,6 +91,11 @@ class GetStreamApi:
         self.index = index
         self.max_body_bytes = max_body_bytes
         self.render = RenderCache()
+        # SPEC §12 (server/dialects/getstream/model.py): more routes, aggregated/notification reads,
+        # and pages that need reshaping (reactions, SU:/SO: references, discard_actors, follow copies).
+        self.extra_routes: list[BaseRoute] = []
+        self.group_read: Callable[[Request, Caller, str], Awaitable[dict[str, Any] | None]] | None = None
+        self.shape_page: Callable[[Principal, list[bytes], Any], Awaitable[list[Any] | None]] | None = None
 
     def routes(self) -> list[BaseRoute]:
         """Starlette routes of the GetStream dialect (paths end with ``/``, as the clients send them),
@@ -98,6 +103,7 @@ class GetStreamApi:
         e = self._endpoint
         feed = "/feed/{slug}/{user_id}/"
         routes: list[BaseRoute] = [
+            *self.extra_routes,  # first: feed/{f}/follows/{target}/ must not reach the remove route
             Route("/feed/add_to_many/", e(self.add_to_many), methods=["POST"]),
             Route(feed, e(self.add), methods=["POST"]),
             Route(feed, e(self.read), methods=["GET"]),
@@ -237,6 +243,8 @@ class GetStreamApi:
         feed = self._feed(request)
         caller.allow("feed", "read", [feed])
         q = request.query_params
+        if self.group_read is not None and (grouped := await self.group_read(request, caller, feed)) is not None:
+            return 200, grouped
         limit = min(max(_int(request, "limit", 25), 1), self.service.max_page)
         offset = max(_int(request, "offset", 0), 0)
         query = PageQuery(
@@ -247,8 +255,10 @@ class GetStreamApi:
             id_gt=q.get("id_gt") or None,
             id_gte=q.get("id_gte") or None,
         )
-        page = await self.service.read(caller.principal([feed]), feed, query)
-        results = self.render.fragments(page.bodies)
+        principal = caller.principal([feed])
+        page = await self.service.read(principal, feed, query)
+        shaped = None if self.shape_page is None else await self.shape_page(principal, page.bodies, q)
+        results: list[Any] = self.render.fragments(page.bodies) if shaped is None else shaped
         next_url = ""
         if page.next is not None:
             params = {**page.next, "api_key": self.auth.api_key}
