@@ -4,8 +4,8 @@
 # [dev] extra) pin every package to an exact version and hash (`scripts/lock` regenerates them).
 # The lock is installed first (--require-hashes), then this package without its dependencies.
 # If the lock no longer covers pyproject.toml (someone added a dependency and did not re-lock),
-# `pip check` notices: a loud warning, and the missing packages are installed unpinned, so work
-# goes on; with FEED_LOCK_STRICT=1 (for a release) that is an error instead.
+# the missing packages are installed unpinned with a loud warning naming them, so work goes on;
+# with FEED_LOCK_STRICT=1 (for a release) that is an error instead.
 ensure_venv() {
   local extra="$1" py="${PYTHON:-}"
   if [ ! -x .venv/bin/python ]; then
@@ -28,16 +28,20 @@ ensure_venv() {
     local pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
     if [ -f "$lock" ]; then
       "${pip[@]}" --require-hashes -r "$lock"
-      "${pip[@]}" --no-deps -e ".${extra}"
-      local problems
-      if ! problems="$(.venv/bin/python -m pip check 2>&1)"; then
-        echo "scripts: $lock does not cover pyproject.toml — run scripts/lock and commit the result:" >&2
-        echo "$problems" | sed 's/^/  /' >&2
+      # Then the package with its dependencies: everything the lock pinned already satisfies it, so
+      # this installs nothing — unless the lock no longer covers pyproject.toml (a dependency added
+      # without re-locking; `pip check` cannot see missing extras). Whatever it had to add is named.
+      local before after
+      before="$(.venv/bin/python -m pip freeze --exclude-editable)"
+      "${pip[@]}" -e ".${extra}"
+      after="$(.venv/bin/python -m pip freeze --exclude-editable)"
+      if [ "$before" != "$after" ]; then
+        echo "scripts: $lock does not cover pyproject.toml — run scripts/lock and commit the result;" \
+          "installed unpinned for now:" >&2
+        diff <(echo "$before") <(echo "$after") | sed -n 's/^> /  /p' >&2
         if [ "${FEED_LOCK_STRICT:-}" = 1 ]; then
           exit 1
         fi
-        echo "scripts: installing what is missing unpinned for now" >&2
-        "${pip[@]}" -e ".${extra}"
       fi
     else
       echo "scripts: no $lock; installing unpinned (run scripts/lock)" >&2
