@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import schemathesis  # noqa: F401  (the dev extra; a missing install must fail, not skip)
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
