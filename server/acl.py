@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .models import FEED_PATTERN
+
 #: A set of rights on a feed, as bits of ``Right`` (plain ints: rights are combined on every
 #: request, and ``enum.IntFlag`` arithmetic builds a new member per operation).
 Rights = int
@@ -57,12 +59,20 @@ def pattern_matches(pattern: str, feed: str) -> bool:
     return pattern == feed
 
 
+def check_feed_pattern(pattern: str) -> str:
+    """Return ``pattern`` if it is a feed name or a prefix ending in ``*``; else ``ValueError``."""
+    if not isinstance(pattern, str) or FEED_PATTERN.fullmatch(pattern) is None:
+        raise ValueError(f"invalid feed pattern {pattern!r} (a feed name, or a prefix of one ending in '*')")
+    return pattern
+
+
 def parse_feed_rights(claim: Mapping[str, Any]) -> tuple[tuple[str, Rights], ...]:
     """The ``feeds`` claim ``{pattern: [rights]}`` as a tuple of (pattern, Right)."""
     out = []
     for pattern, names in claim.items():
         if not isinstance(pattern, str) or not isinstance(names, list | tuple):
             raise ValueError("feeds claim must map feed patterns to lists of rights")
+        check_feed_pattern(pattern)
         out.append((pattern, parse_rights(names)))
     return tuple(out)
 

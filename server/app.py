@@ -10,22 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
 from .backends.base import Pipeline
@@ -34,11 +34,14 @@ from .backends.pipeline import Batcher
 from .backends.sentinel import sentinel_pool
 from .broker import Broker
 from .config import Settings, load_settings, redis_db
+from .devsecret import dev_secret
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
 from .errors import FeedError, Unavailable
 from .http import (
+    BodyLimits,
     RateLimitMiddleware,
+    client_gone_handler,
     feed_error_handler,
     http_error_handler,
     internal_error_handler,
@@ -59,6 +62,8 @@ log = logging.getLogger("feedserver")
 
 #: The live dashboard (client_example/web), served at /demo/ when [server] demo is on.
 DEMO_DIR = Path(__file__).resolve().parent.parent / "client_example" / "web"
+#: The interactive API docs (Swagger UI and the AsyncAPI page), installed with the package.
+DOCS_DIR = Path(__file__).resolve().parent / "static" / "docs"
 
 Scope = dict[str, Any]
 
@@ -154,8 +159,9 @@ class FeedApp:
         self.redis_url = url
         secret = s.auth.jwt_secret
         if not secret and "HS256" in s.auth.jwt_algorithms:
-            secret = secrets.token_urlsafe(32)
-            log.warning("no [auth] jwt_secret configured: using a random one for this run (dev only): %s", secret)
+            kept = dev_secret(s.redis.data_dir)
+            secret = kept.secret
+            log.warning("no [auth] jwt_secret configured: using the dev secret kept in %s (dev only)", kept.path)
         self.jwt_secret = secret
 
         self.metrics = Metrics()
@@ -205,6 +211,7 @@ class FeedApp:
             api_keys=s.auth.api_keys,
             api_key_feeds=s.auth.api_key_feeds,
             public_feeds=s.auth.public_feeds,
+            require_exp=s.auth.require_exp,
         )
         self.readiness = Readiness(
             self.store.ping,
@@ -225,14 +232,37 @@ class FeedApp:
             auth_timeout=s.server.auth_timeout,
             close_timeout=s.server.close_timeout,
         )
-        self.openapi = OpenApi()
+        self.openapi = OpenApi(
+            max_batch=s.feeds.max_batch, max_page=s.feeds.max_page, max_activity_bytes=s.feeds.max_activity_bytes
+        )
+        self.asyncapi = AsyncApi()
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
+        from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
+
+        # The GetStream dialect still talks to redis-py directly: a client of its own, only when
+        # the dialect is on (one Redis only; it does not follow a cluster or Sentinel yet).
+        self.gs_redis: Redis | None = (
+            Redis.from_url(url, socket_timeout=None, protocol=2) if s.getstream.api_key else None
+        )
+        self.redis = self.gs_redis  # the name the GetStream tests use
+        self.dialect_shutdown: list[Callable[[], Awaitable[None]]] = []
+        getstream = getstream_routes(
+            self.service,
+            s.getstream,
+            self.gs_redis,  # type: ignore[arg-type]
+            self.keys,
+            max_body_bytes=max_body,
+            timeout=s.redis.command_timeout,
+            on_shutdown=self.dialect_shutdown,
+        )
 
         routes: list[BaseRoute] = [
             *self.native.routes(),
-            *dialect_routes(self.service, self.auth, self.openapi, max_body),
+            *dialect_routes(self.service, self.auth, self.openapi, max_body, extra=getstream),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
+            Route("/asyncapi.json", self._asyncapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),
+            Mount("/docs/static", app=StaticFiles(directory=DOCS_DIR), name="docs"),
         ]
         if s.server.demo and DEMO_DIR.is_dir():
             routes.append(Mount("/demo", app=StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
@@ -241,6 +271,7 @@ class FeedApp:
             lifespan=self._lifespan,
             exception_handlers={
                 FeedError: feed_error_handler,
+                ClientDisconnect: client_gone_handler,
                 HTTPException: http_error_handler,
                 Exception: internal_error_handler,
             },
@@ -249,6 +280,7 @@ class FeedApp:
         self.http_app: Any = (
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
+        self.http_app = BodyLimits(self.http_app, timeout=s.server.body_timeout, max_readers=s.server.max_body_readers)
 
     def _topology(self, url: str) -> str:
         """``single``, ``sentinel`` or ``cluster``, from ``[redis]`` (``cluster = "auto"``: ask the node)."""
@@ -300,6 +332,11 @@ class FeedApp:
 
     @staticmethod
     def _rate_limited(path: str, exc: FeedError) -> Response:
+        if path.startswith("/api/v1.0/"):  # GetStream clients read only GetStream's error shape
+            from .dialects.getstream.shapes import as_getstream, error_body
+
+            error = as_getstream(exc)
+            return json_response(error_body(error, "0.00ms"), error.status)
         return velt_error(exc) if path.startswith("/v2/activities/") else problem_response(exc, path)
 
     def begin_drain(self) -> None:
@@ -309,13 +346,18 @@ class FeedApp:
     async def _openapi_json(self, request: Request) -> Response:
         return json_response(self.openapi.document())
 
+    async def _asyncapi_json(self, request: Request) -> Response:
+        return json_response(self.asyncapi.document(request.headers.get("host") or request.url.netloc))
+
     async def _docs(self, request: Request) -> Response:
-        return HTMLResponse(self.openapi.html())
+        return FileResponse(DOCS_DIR / "index.html", media_type="text/html")
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.start)
+            await asyncio.to_thread(self.embedded.lock)  # may wait for a dead predecessor's Valkey
+            self.embedded.launch()  # on the loop's thread: Valkey's death signal follows this thread
+            await asyncio.to_thread(self.embedded.wait_ready)
         try:
             await self.broker.start()
             if not self.broker.connected:
@@ -327,9 +369,13 @@ class FeedApp:
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
             self.ws.close_all(1012, "server restarting")
+            for close in self.dialect_shutdown:
+                await close()
             await self.hub.close()
             await self.broker.close()
             await self.store.close()
+            if self.gs_redis is not None:
+                await self.gs_redis.aclose()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import jwt
 
-from .acl import Principal, Rights, parse_feed_rights, parse_rights
+from .acl import Principal, Rights, check_feed_pattern, parse_feed_rights, parse_rights
 from .errors import Unauthorized
+from .models import is_id
 
 _HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
 _ASYMMETRIC_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
@@ -47,6 +48,7 @@ class Authenticator:
         api_keys: Iterable[str] = (),
         api_key_feeds: Mapping[str, Mapping[str, list[str]]] | None = None,
         public_feeds: Iterable[str] = (),
+        require_exp: bool = True,
     ) -> None:
         self._algorithms = [a for a in algorithms if a in _HMAC_ALGS | _ASYMMETRIC_ALGS]
         self._secret = jwt_secret.encode() if jwt_secret else b""
@@ -54,7 +56,8 @@ class Authenticator:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
         self._audience = audience or None
         self._issuer = issuer or None
-        self._public_feeds = tuple(public_feeds)
+        self._required_claims = ["sub", "exp"] if require_exp else ["sub"]
+        self._public_feeds = tuple(check_feed_pattern(p) for p in public_feeds)
         restricted = {d.lower(): parse_feed_rights(f) for d, f in (api_key_feeds or {}).items()}
         self._api_keys: dict[str, tuple[tuple[str, Rights], ...] | None] = {
             d.lower(): restricted.get(d.lower()) for d in api_keys
@@ -134,7 +137,7 @@ class Authenticator:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["sub"], "verify_aud": self._audience is not None},
+                options={"require": self._required_claims, "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
@@ -147,10 +150,10 @@ class Authenticator:
         roles = claims.get("roles") or []
         feeds = claims.get("feeds") or {}
         name, picture = claims.get("name"), claims.get("picture")
-        if not isinstance(sub, str) or not sub or len(sub) > 128:
-            raise Unauthorized("token 'sub' must be a non-empty string")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise Unauthorized("token 'roles' must be a list of strings")
+        if not is_id(sub):
+            raise Unauthorized("token 'sub' must be 1-128 printable characters")
+        if not isinstance(roles, list) or not all(is_id(r) for r in roles):
+            raise Unauthorized("token 'roles' must be a list of 1-128 printable characters each")
         if not isinstance(feeds, dict):
             raise Unauthorized("token 'feeds' must map feed patterns to rights")
         try:

@@ -38,6 +38,22 @@ _SYNC_MARK = b"feedserver-sync"
 _NETWORK_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, EOFError)
 
 
+def _helper_done(task: asyncio.Task[None], conn: AbstractConnection) -> None:
+    """A helper of a pub/sub connection ended: retrieve its outcome (no "Task exception was never
+    retrieved"); an unexpected error is logged once and drops the connection, so it is re-made."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, _NETWORK_ERRORS):
+        log.warning("pub/sub %s failed (%r); reconnecting", task.get_name(), exc)
+        asyncio.ensure_future(conn.disconnect()).add_done_callback(_ignore_outcome)
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Broker:
     """Sharded pub/sub reader with health checks, reconnects and resync notifications.
 
@@ -244,6 +260,8 @@ class Broker:
             asyncio.create_task(self._health_loop(conn), name="broker-health"),
             asyncio.create_task(self._write_loop(conn), name="broker-writer"),
         ]
+        for task in helpers:
+            task.add_done_callback(lambda task: _helper_done(task, conn))
         try:
             while True:
                 msg = await conn.read_response(timeout=math.inf, disconnect_on_error=True)

@@ -5,60 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
+import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import (
-    WebSocketsSansIOProtocol as _UvicornSansIOProtocol,
-)
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.server import ServerProtocol
-
+from . import __version__
 from .config import CONFIG_ENV, Settings, load_settings
+from .devsecret import DevSecret, dev_secret
+from .wsproto import WebSocketsSansIOProtocol
 
 log = logging.getLogger("feedserver")
-
-
-class WebSocketsSansIOProtocol(_UvicornSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol, with two changes.
-
-    - A peer missing its pong is really dropped. On a keepalive timeout uvicorn queues a 1011 close
-      frame and calls ``transport.close()``, which waits until the write buffer has drained. A
-      frozen peer (SIGSTOP, a suspended laptop) whose TCP window is full never drains it: the
-      connection would live on, subscribed, with no disconnect ever reaching the app. Here the
-      transport is aborted when the close frame cannot be flushed at once.
-    - permessage-deflate keeps less state per connection: zlib windows of 2^10 bytes and memLevel
-      3 (uvicorn: 2^12 and 5) hold an idle connection's compressor and decompressor to ~16 KiB
-      instead of ~40 KiB. Activity frames are small JSON texts; the larger windows gain little.
-    """
-
-    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        if config.ws_per_message_deflate:
-            self.conn = ServerProtocol(
-                extensions=[
-                    ServerPerMessageDeflateFactory(
-                        server_max_window_bits=10, client_max_window_bits=10, compress_settings={"memLevel": 3}
-                    )
-                ],
-                max_size=config.ws_max_size,
-                logger=logging.getLogger("uvicorn.error"),
-            )
-
-    def keepalive_timeout(self) -> None:
-        """uvicorn's handling, then abort if the close frame is stuck behind unread data."""
-        super().keepalive_timeout()
-        transport = self.transport
-        if transport is not None and transport.get_write_buffer_size():
-            log.info(
-                "WebSocket peer %s missed its pong with %d bytes unread; dropping it",
-                self.client,
-                transport.get_write_buffer_size(),
-            )
-            transport.abort()
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -66,6 +25,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         prog="feedserver",
         description="Run the activity feed server. Subcommand: 'feedserver token --help' mints dev tokens.",
     )
+    p.add_argument("--version", action="version", version=f"feedserver {__version__}")
     p.add_argument("--config", help="config file (default: $FEED_CONFIG or ./config.toml)")
     p.add_argument("--host", help="listen address (overrides [server] host)")
     p.add_argument("--port", type=int, help="listen port (overrides [server] port)")
@@ -73,8 +33,35 @@ def _serve_parser() -> argparse.ArgumentParser:
     return p
 
 
+TOKEN_EPILOG = """\
+rights (comma-separated after PATTERN=):
+  read     read the feed's history and subscribe to it (what the audience lets you see)
+  write    add activities, and change or delete your own
+  member   read, and see activities whose audience is "members"
+  admin    everything: see every activity, write as another actor, change anyone's
+
+feed patterns: an exact feed name, or a glob such as 'booking:*' or '*' (every feed).
+
+examples:
+  feedserver token --sub alice --feed 'demo:*=read,write,member' --name Alice
+  feedserver token --sub bob --feed 'booking:*=read' --ttl 3600
+  feedserver token --sub ops --admin
+  feedserver token --sub carol --feed 'public:*=read' --role accounting
+
+The token is signed with [auth] jwt_secret, or, when none is configured, with the dev secret the
+server keeps in <data_dir>/dev-jwt-secret (both read from the same config as the server).
+Use it as 'Authorization: Bearer <token>', or paste it into the dashboard (/demo/) or /docs.
+"""
+
+
 def _token_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="feedserver token", description="Mint a JWT signed with the configured secret.")
+    p = argparse.ArgumentParser(
+        prog="feedserver token",
+        description="Mint a JWT for this server (prints it on stdout).",
+        epilog=TOKEN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"feedserver {__version__}")
     p.add_argument("--config", help="config file (default: $FEED_CONFIG or ./config.toml)")
     p.add_argument("--sub", required=True, help="the identity (JWT 'sub')")
     p.add_argument(
@@ -82,7 +69,7 @@ def _token_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PATTERN=RIGHTS",
-        help="feed rights, e.g. 'booking:*=read,write' (repeatable)",
+        help="feed rights, e.g. 'booking:*=read,write' (repeatable; rights below)",
     )
     p.add_argument("--role", action="append", default=[], help="a role (repeatable)")
     p.add_argument("--name", help="display name (enriches the actor)")
@@ -115,13 +102,17 @@ def main(argv: list[str] | None = None) -> None:
 def _token(args: argparse.Namespace) -> int:
     from .auth import mint_token
 
-    settings = load_settings(args.config)
-    if not settings.auth.jwt_secret:
-        print(
-            "feedserver token: no [auth] jwt_secret configured (set it, or FEED_AUTH__JWT_SECRET)",
-            file=sys.stderr,
-        )
+    try:
+        settings = load_settings(args.config)
+    except FileNotFoundError as exc:
+        print(f"feedserver token: {exc}", file=sys.stderr)
         return 2
+    secret = settings.auth.jwt_secret
+    if not secret:
+        if "HS256" not in settings.auth.jwt_algorithms:
+            print("feedserver token: no [auth] jwt_secret configured, and HS256 is not accepted", file=sys.stderr)
+            return 2
+        secret = dev_secret(settings.redis.data_dir).secret  # the one the server uses (created if new)
     feeds: dict[str, list[str]] = {}
     for spec in args.feed:
         pattern, sep, rights = spec.partition("=")
@@ -131,7 +122,7 @@ def _token(args: argparse.Namespace) -> int:
         feeds.setdefault(pattern, []).extend(r.strip() for r in rights.split(",") if r.strip())
     try:
         token = mint_token(
-            settings.auth.jwt_secret,
+            secret,
             args.sub,
             feeds=feeds,
             roles=args.role,
@@ -157,16 +148,24 @@ def serve(settings: Settings, config_path: str | None = None) -> None:
     options = uvicorn_options(settings)
     embedded = None
     if not settings.auth.jwt_secret and "HS256" in settings.auth.jwt_algorithms:
-        secret = secrets.token_urlsafe(32)
-        os.environ["FEED_AUTH__JWT_SECRET"] = secret
-        settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"jwt_secret": secret})})
-        _print_dev_credentials(secret, s.host, s.port)
+        kept = dev_secret(settings.redis.data_dir)
+        os.environ["FEED_AUTH__JWT_SECRET"] = kept.secret
+        settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"jwt_secret": kept.secret})})
+        print(dev_banner(kept, s.host, s.port, config_path, demo=s.demo), flush=True)
+    if not settings.redis.url:
+        from .embedded import data_dir_in_use
+
+        if busy := data_dir_in_use(settings.redis.data_dir):
+            sys.exit(f"feedserver: {busy}")
     try:
         if s.workers > 1:
             if not settings.redis.url:  # one embedded server shared by every worker
-                from .embedded import EmbeddedRedis
+                from .embedded import DataDirBusy, EmbeddedRedis
 
-                embedded = EmbeddedRedis(settings.redis.data_dir, appendfsync=settings.redis.appendfsync).start()
+                try:
+                    embedded = EmbeddedRedis(settings.redis.data_dir, appendfsync=settings.redis.appendfsync).start()
+                except DataDirBusy as exc:
+                    sys.exit(f"feedserver: {exc}")
                 os.environ["FEED_REDIS__URL"] = embedded.url
             if config_path:
                 os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
@@ -195,19 +194,48 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         "log_level": s.log_level,
         "timeout_graceful_shutdown": s.shutdown_timeout,
-        "access_log": s.log_level == "debug",
+        "access_log": s.access_log or s.log_level == "debug",
     }
 
 
-def _print_dev_credentials(secret: str, host: str, port: int) -> None:
+def token_command(config_path: str | None = None) -> str:
+    """``feedserver token`` as this shell can run it: the same program and config as this server."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "feedserver"
+    if argv0.endswith("__main__.py") or argv0 == "-m":  # python -m server
+        command = f"{shlex.quote(sys.executable)} -m server"
+    else:
+        found = shutil.which(os.path.basename(argv0))
+        same = found is not None and os.path.realpath(found) == os.path.realpath(argv0)
+        command = os.path.basename(argv0) if same else shlex.quote(argv0)
+    command += " token"
+    config = config_path or os.environ.get(CONFIG_ENV)
+    if config:
+        command += f" --config {shlex.quote(config)}"
+    data_dir = os.environ.get("FEED_REDIS__DATA_DIR")
+    if data_dir:  # the token command must find the same dev secret
+        command = f"FEED_REDIS__DATA_DIR={shlex.quote(data_dir)} {command}"
+    return command
+
+
+def dev_banner(kept: DevSecret, host: str, port: int, config_path: str | None = None, *, demo: bool = True) -> str:
+    """The startup banner of a run without ``[auth] jwt_secret``: where the dev secret lives, a token
+    and commands that work as pasted."""
     from .auth import mint_token
 
-    token = mint_token(secret, "dev", name="Developer", feeds={"*": ["read", "write", "member"]}, ttl=24 * 3600)
-    print(
-        "\n  No [auth] jwt_secret configured: this run uses a random secret (dev only).\n"
-        f"  Secret:     {secret}\n"
-        f"  Dev token (sub 'dev', read/write/member on every feed, valid 24 h):\n  {token}\n"
-        f"  Try:        curl -H 'Authorization: Bearer <token>' http://{host}:{port}/v1/feeds/demo:lobby/activities\n"
-        "  Mint more:  FEED_AUTH__JWT_SECRET=<secret> feedserver token --sub alice --feed 'demo:*=read,write'\n",
-        flush=True,
-    )
+    token = mint_token(kept.secret, "dev", name="Developer", feeds={"*": ["read", "write", "member"]}, ttl=24 * 3600)
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}"
+    state = "created now" if kept.created else "reused"
+    lines = [
+        "",
+        "  No [auth] jwt_secret configured: using the dev secret (development only).",
+        f"  Dev secret: {kept.path} ({state}; tokens stay valid across restarts)",
+        "  Dev token (sub 'dev', read/write/member on every feed, valid 24 h):",
+        f"    {token}",
+        f"  Try:        curl -H 'Authorization: Bearer {token}' {base}/v1/feeds/demo:lobby/activities",
+        f"  Mint more:  {token_command(config_path)} --sub alice --feed 'demo:*=read,write' --name Alice",
+        f"  Docs:       {base}/docs#token={token}   (try the API, already authorized)",
+        *([f"  Dashboard:  {base}/demo/?token={token}&feed=demo:lobby"] if demo else []),
+        "",
+    ]
+    return "\n".join(lines)

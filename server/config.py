@@ -56,8 +56,11 @@ class ServerSettings(_Section):
     shutdown_timeout: float = Field(10.0, gt=0)
     drain_delay: float = Field(2.0, ge=0)
     per_message_deflate: bool = False
+    body_timeout: float = Field(10.0, gt=0)
+    max_body_readers: int = Field(256, ge=1)
     demo: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
 
 
 class RedisSettings(_Section):
@@ -120,6 +123,7 @@ class AuthSettings(_Section):
     api_keys: list[str] = []
     api_key_feeds: dict[str, dict[str, list[str]]] = {}
     public_feeds: list[str] = []
+    require_exp: bool = True
 
 
 class FeedsSettings(_Section):
@@ -132,6 +136,17 @@ class FeedsSettings(_Section):
     max_feed_length: int = Field(10000, ge=1)
     retention_days: float = Field(0, ge=0)
     resume_window: int = Field(1000, ge=1)
+
+
+class GetStreamSettings(_Section):
+    """``[getstream]``: the GetStream-compatible API (SPEC §11); an empty ``api_key`` turns it off."""
+
+    api_key: str = ""
+    api_secret: str = ""
+    app_id: str = ""
+    bayeux_timeout: float = Field(25.0, gt=0)
+    bayeux_client_ttl: float = Field(60.0, gt=0)
+    bayeux_queue: int = Field(1000, ge=1)
 
 
 class Settings(BaseSettings):
@@ -148,6 +163,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     auth: AuthSettings = AuthSettings()
     feeds: FeedsSettings = FeedsSettings()
+    getstream: GetStreamSettings = GetStreamSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -107,6 +107,12 @@ class PayloadTooLarge(FeedError):
     status, code = 413, "too_large"
 
 
+class RequestTimeout(FeedError):
+    """408: the request body did not arrive in time."""
+
+    status, code = 408, "request_timeout"
+
+
 class Invalid(FeedError):
     """Well-formed input with invalid fields; ``errors`` lists each field."""
 

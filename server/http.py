@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -11,11 +12,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .acl import Principal
 from .auth import Authenticator
-from .errors import BadRequest, FeedError, PayloadTooLarge, RateLimited
+from .errors import BadRequest, FeedError, PayloadTooLarge, RateLimited, RequestTimeout, Unavailable
 from .models import dumps, loads
 from .ratelimit import RateLimit
 
@@ -94,6 +95,82 @@ class RateLimitMiddleware:
                 await self.render(scope["path"], exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class BodyLimits:
+    """Bound how long a request may take to deliver its body, and how many may be doing so at once.
+
+    A client that declares ``Content-Length: 1000`` and sends 10 bytes would otherwise hold a
+    connection (and the handler waiting on it) forever. This wraps ``receive``: the whole body
+    must arrive within ``timeout`` seconds of the handler asking for it (else ``RequestTimeout``,
+    408), and at most ``max_readers`` requests of this process may be receiving a body at once
+    (else ``Unavailable``, 503 + Retry-After). Both errors surface from the handler's body read, so
+    each surface renders them in its own error format; the connection is then closed
+    (``Connection: close``), since the rest of the body is still on its way.
+    """
+
+    def __init__(self, app: ASGIApp, *, timeout: float, max_readers: int) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.max_readers = max_readers
+        self.readers = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        reading = False  # this request holds a reader slot
+        done = False  # its body has arrived (later receives only wait for a disconnect)
+        cut = False  # its body was abandoned: close the connection after the response
+        deadline: float | None = None
+
+        async def bounded_receive() -> Message:
+            nonlocal reading, done, cut, deadline
+            if done:
+                return await receive()
+            if deadline is None:
+                if self.readers >= self.max_readers:
+                    cut = done = True
+                    raise Unavailable(
+                        f"more than {self.max_readers} requests are sending their body; try again", retry_after=1
+                    )
+                self.readers += 1
+                reading = True
+                deadline = asyncio.get_running_loop().time() + self.timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                cut = done = True
+                self._release(reading)
+                reading = False
+                raise RequestTimeout(f"the request body did not arrive within {self.timeout:g}s") from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+                self._release(reading)
+                reading = False
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if cut and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, closing_send)
+        finally:
+            self._release(reading)
+
+    def _release(self, reading: bool) -> None:
+        if reading:
+            self.readers -= 1
+
+
+async def client_gone_handler(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was complete: expected, not an error (nobody reads
+    the answer, which only gives uvicorn something to close the cycle with)."""
+    log.debug("%s %s: client disconnected before sending its whole body", request.method, request.url.path)
+    return problem_response(BadRequest("client disconnected before the body was complete"), request.url.path)
 
 
 async def feed_error_handler(request: Request, exc: Exception) -> Response:

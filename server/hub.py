@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -40,8 +40,9 @@ _MAX_CONCURRENT_FILLS = 16
 #: Old epochs remembered per room, so late events of a replaced history are dropped at once.
 _RETIRED_EPOCHS = 4
 
-# What a subscription holds back during its handshake: change events, resets, other frames.
-_EVENT, _RESET, _OTHER = 0, 1, 2
+# What a subscription holds back during its handshake: change events, resets, other frames, and
+# resets that must reach the peer even if its position looks current (a history was rewritten).
+_EVENT, _RESET, _OTHER, _FORCED_RESET = 0, 1, 2, 3
 
 
 class Peer(Protocol):
@@ -122,12 +123,17 @@ class Subscription:
             self.seq = seq
             self.peer.send(frame)
 
-    def reset(self, epoch: str, seq: int, frame: bytes) -> bool:
-        """Tell the peer to reload, unless its own cursor is already at or past (epoch, seq)."""
+    def reset(self, epoch: str, seq: int, frame: bytes, *, force: bool = False) -> bool:
+        """Tell the peer to reload, unless its own cursor is already at or past (epoch, seq).
+
+        ``force``: the feed's history was rewritten under the same epoch (a failover lost
+        acknowledged writes and their seqs were reused): a cursor at or past ``seq`` may name
+        changes that no longer exist, so the peer reloads anyway.
+        """
         if self.syncing:
-            self.buffer.append((_RESET, epoch, seq, frame))
+            self.buffer.append((_FORCED_RESET if force else _RESET, epoch, seq, frame))
             return False
-        if self.epoch == epoch and self.seq >= seq:
+        if not force and self.epoch == epoch and self.seq >= seq:
             return False
         self.epoch, self.seq = epoch, seq
         self.peer.send(frame)
@@ -151,9 +157,9 @@ class Subscription:
             if kind == _EVENT:
                 if item_epoch == self.epoch:
                     self.deliver(item_epoch, item_seq, frame)
-            elif kind == _RESET:
+            elif kind == _RESET or kind == _FORCED_RESET:
                 assert item_epoch is not None
-                resets += self.reset(item_epoch, item_seq, frame)
+                resets += self.reset(item_epoch, item_seq, frame, force=kind == _FORCED_RESET)
             else:
                 self.peer.send(frame)
         return resets
@@ -177,6 +183,8 @@ class Room:
         "refill",
         "joined",
         "retired",
+        "last",
+        "fill_failing",
     )
 
     def __init__(self, feed: str) -> None:
@@ -194,6 +202,11 @@ class Room:
         self.refill = False  # a fill must read the log once more (a reconnect happened meanwhile)
         self.joined: asyncio.Future[None] | None = None
         self.retired: list[str] = []  # epochs this room has left behind
+        # The change event delivered at ``seq`` (None: unknown). A fill compares it with the log's
+        # entry at that seq: after a failover that lost acknowledged writes, the seq may have been
+        # reused for another change, which only content tells apart.
+        self.last: dict[str, Any] | None = None
+        self.fill_failing = False  # a change-log read failed (logged once per outage, not per retry)
 
     def add(self, sub: Subscription) -> None:
         """Register ``sub`` in the room and every index it belongs to."""
@@ -367,6 +380,27 @@ class Hub:
         assert self._broker is not None
         self._broker.unsubscribe(feed)
 
+    def reauthorize(self, peer: Peer, viewer_of: Callable[[str], Viewer | None]) -> list[str]:
+        """Re-check every subscription of ``peer`` after its credentials changed.
+
+        ``viewer_of(feed)`` is the peer's new standing on ``feed``, or None when it may no longer
+        read it: that subscription ends (the feeds ended are returned); the others keep their
+        position and are re-indexed under the new viewer, effective for the next event.
+        """
+        ended = []
+        for feed in sorted(self._peer_feeds.get(peer, ())):
+            viewer = viewer_of(feed)
+            room = self.rooms[feed]
+            if viewer is None:
+                self.unsubscribe(peer, feed)
+                ended.append(feed)
+                continue
+            sub = room.remove(peer)
+            assert sub is not None
+            sub.viewer = viewer
+            room.add(sub)
+        return ended
+
     def drop_peer(self, peer: Peer) -> None:
         """Forget every subscription of a closed connection."""
         for feed in list(self._peer_feeds.get(peer, ())):
@@ -401,13 +435,18 @@ class Hub:
                 self._accept(room, event)
 
     def on_resync(self, feeds: Collection[str] | None = None) -> None:
-        """After a pub/sub reconnect: fetch from the change log whatever every room may have missed.
+        """After a pub/sub reconnect or re-placement: fetch from the change log what ``feeds`` (None:
+        every room) may have missed.
 
         Rooms still in their first handshake are marked, and fill once their cursor is known (the
         cursor may have been read before the connection dropped); a fill already running reads
         the log once more when it is done.
         """
-        for room in list(self.rooms.values()):
+        if feeds is None:
+            rooms: Iterable[Room] = list(self.rooms.values())
+        else:
+            rooms = [room for feed in feeds if (room := self.rooms.get(feed)) is not None]
+        for room in rooms:
             if room.seq is None:
                 room.refill = True
             else:
@@ -436,6 +475,10 @@ class Hub:
             self._start_fill(room)
             return
         if seq <= room.seq:
+            if seq == room.seq and room.last is not None and event != room.last:
+                # Same seq, another change: the history was rewritten (lost writes); the log decides.
+                room.pending.append(event)
+                self._start_fill(room)
             return  # already delivered (replayed from the log, or a duplicate)
         room.seq = seq
         self._fanout(room, event)
@@ -467,32 +510,32 @@ class Hub:
                 assert room.seq is not None and room.epoch is not None
                 room.refill = False
                 issued_with, asked = len(room.pending), (room.epoch, room.seq)
-                try:
-                    async with self._fill_slots:
-                        cursor = await self._source.cursor(room.feed, (room.epoch, room.seq))
-                except FeedError as exc:
-                    log.warning("cannot read the change log of %s yet: %s", room.feed, exc.detail)
-                    await asyncio.sleep(_FILL_RETRY_DELAY)
-                    room.refill = True
+                # Read from one change earlier when the last delivered change is known: the log's
+                # entry at room.seq must be that very change, or the history was rewritten.
+                last = room.last if room.seq > 0 else None
+                cursor = await self._read_log(room, (room.epoch, room.seq - (last is not None)))
+                if cursor is None:
                     continue
                 if self.rooms.get(room.feed) is not room:
                     return
                 if (room.epoch, room.seq) != asked:  # a handshake reset the room meanwhile: read again
                     continue
                 earlier, later = room.pending[:issued_with], room.pending[issued_with:]
+                events = self._after_verified(room, cursor, last)
                 if cursor.recovered:
                     arrived = {e["seq"] for e in room.pending if e.get("epoch") == cursor.epoch}
                     filled = 0
-                    for raw in cursor.events:
-                        event = orjson.loads(raw)
+                    for event in events:
                         if event["seq"] == room.seq + 1 and event.get("epoch") == room.epoch:
                             room.seq = event["seq"]
                             self._fanout(room, event)
                             filled += event["seq"] not in arrived
                     if filled:
                         self._stats.gap_filled(filled)
-                else:
-                    self._reset(room, cursor.epoch, cursor.seq)
+                else:  # same epoch but an older seq: acknowledged changes were lost and seqs will be reused
+                    self._reset(
+                        room, cursor.epoch, cursor.seq, rewritten=cursor.epoch == room.epoch and cursor.seq < room.seq
+                    )
                 stale = {e.get("epoch") for e in earlier} - {room.epoch}
                 room.retired.extend(e for e in stale if isinstance(e, str) and e not in room.retired)
                 del room.retired[:-_RETIRED_EPOCHS]
@@ -511,28 +554,71 @@ class Hub:
         finally:
             room.filling = False
 
-    def _reset(self, room: Room, epoch: str, seq: int) -> None:
-        """Tell the room's subscribers to reload; the room continues from (epoch, seq)."""
+    async def _read_log(self, room: Room, since: tuple[str, int]) -> Cursor | None:
+        """One change-log read for a fill; None (after a pause, with a refill due) if Redis can't answer.
+
+        Logged once per outage of the room, not per retry.
+        """
+        try:
+            async with self._fill_slots:
+                cursor = await self._source.cursor(room.feed, since)
+        except FeedError as exc:
+            if not room.fill_failing:
+                log.warning("cannot read the change log of %s yet (retrying): %s", room.feed, exc.detail)
+            room.fill_failing = True
+            await asyncio.sleep(_FILL_RETRY_DELAY)
+            room.refill = True
+            return None
+        if room.fill_failing:
+            room.fill_failing = False
+            log.warning("change log of %s read again; its live events resume", room.feed)
+        return cursor
+
+    def _after_verified(self, room: Room, cursor: Cursor, last: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The cursor's events after ``room.seq``, once the log's entry at ``room.seq`` is ``last``.
+
+        If it is another change (or the log no longer reaches back that far), the feed's history
+        was rewritten: the room is reset and nothing from this read is delivered as a follow-on.
+        """
+        if not cursor.recovered:
+            return []
+        events = [orjson.loads(raw) for raw in cursor.events]
+        if last is None:
+            return events
+        if events and events[0].get("seq") == room.seq and events[0] == last:
+            return events[1:]
+        self._reset(room, cursor.epoch, cursor.seq, rewritten=True)
+        return []
+
+    def _reset(self, room: Room, epoch: str, seq: int, *, rewritten: bool = False) -> None:
+        """Tell the room's subscribers to reload; the room continues from (epoch, seq).
+
+        ``rewritten``: the log holds another change at a seq this room delivered (a failover lost
+        acknowledged writes), so every subscriber reloads, whatever its position.
+        """
         log.warning(
-            "feed %s: changes lost or history replaced (epoch %s seq %s → epoch %s seq %s); resetting subscribers",
+            "feed %s: changes lost or history replaced (epoch %s seq %s → epoch %s seq %s%s); resetting subscribers",
             room.feed,
             room.epoch,
             room.seq,
             epoch,
             seq,
+            ", acknowledged changes were lost" if rewritten else "",
         )
+        room.last = None
         if room.epoch is not None and room.epoch != epoch and room.epoch not in room.retired:
             room.retired.append(room.epoch)
             del room.retired[:-_RETIRED_EPOCHS]
         room.epoch, room.seq = epoch, seq
         frame = protocol.reset(room.feed, epoch, seq)
-        sent = sum(sub.reset(epoch, seq, frame) for sub in list(room.subs.values()))
+        sent = sum(sub.reset(epoch, seq, frame, force=rewritten) for sub in list(room.subs.values()))
         self._stats.reset_sent(sent)
 
     def _fanout(self, room: Room, event: dict[str, Any]) -> None:
         """Encode the event once per kind and hand it to every subscriber allowed to see it."""
         feed, seq, kind, activity = room.feed, event["seq"], event["event"], event["activity"]
         epoch = room.epoch
+        room.last = event
         if kind == "updated":
             prev = event.get("prev")
             if prev is not None and not _same_visibility(prev, activity):

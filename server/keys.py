@@ -12,8 +12,9 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{booking:f4d1}:fid    ZSET    "<foreign_id>\\x00<time>\\x00<id>", all scores 0 (lex index)
     af:{booking:f4d1}:log    LIST    newest first: the last `resume_window` change events
     af:{booking:f4d1}:ch     channel pub/sub channel carrying the same change events
-    af:{booking:f4d1}:vis    HASH    activity id -> "actor \x1f verb \x1f audience tokens…" (models.visibility):
+    af:{booking:f4d1}:vis2   HASH    activity id -> length-prefixed "actor verb audience-tokens" (models.visibility):
                                      what history reads filter on inside Redis, without decoding bodies
+                                     (was ``vis``, "\x1f"-separated and forgeable: no longer read)
     af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
     af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
@@ -56,7 +57,7 @@ class Keys:
         if keys is None:
             base = f"{self.prefix}{{{feed}}}:"
             keys = FeedKeys(
-                base + "meta", base + "idx", base + "acts", base + "fid", base + "log", base + "ch", base + "vis"
+                base + "meta", base + "idx", base + "acts", base + "fid", base + "log", base + "ch", base + "vis2"
             )
             if len(self._cache) < 100_000:
                 self._cache[feed] = keys
@@ -76,6 +77,26 @@ class Keys:
         """The (seen, read) id sets of a notification feed (same slot as the feed's other keys)."""
         base = f"{self.prefix}{{{feed}}}:"
         return base + "seen", base + "read"
+
+    def getstream_index(self, app: str) -> tuple[str, str]:
+        """The GetStream dialect's lookup hashes of app ``app`` (``dialects/getstream/index.py``):
+        ``ids`` (activity id → the feeds holding it, space-separated) and ``fids``
+        (``"<foreign_id>\\x00<time>"`` → the same), since GetStream addresses activities without a feed."""
+        base = f"{self.prefix}{{gs:{app}}}:"
+        return base + "ids", base + "fids"
+
+    def bayeux_client(self, client_id: str) -> tuple[str, str, str]:
+        """A Bayeux (Faye) client's keys, one slot (``dialects/bayeux.py``): ``meta`` HASH (created,
+        ``h:<channel>`` → the process holding that subscription), ``queue`` LIST of messages waiting
+        for a ``/meta/connect`` (bounded), ``subs`` SET of channels. All expire when the client stays
+        silent for the configured TTL."""
+        base = f"{self.prefix}{{bx:{client_id}}}:"
+        return base + "meta", base + "queue", base + "subs"
+
+    def bayeux_node(self, node: str) -> str:
+        """Heartbeat of a process holding Bayeux subscriptions (STRING with a short TTL): a client
+        whose subscriptions are held by a process whose heartbeat is gone must handshake again."""
+        return f"{self.prefix}{{bxnode:{node}}}"
 
     def readiness_channel(self, token: str) -> str:
         """A throwaway channel used by ``/readyz`` to prove the pub/sub path round-trips."""

@@ -47,6 +47,33 @@ class Metrics:
             "feed_pubsub_reconnects", "Pub/sub connections re-established (each re-syncs every feed)", registry=r
         )
         self._pubsub_seen = False
+        # Per cluster node (label node="host:port"); see backends.cluster_broker.
+        self.node_up = Gauge(
+            "feed_cluster_node_connected",
+            "1 while this process's pub/sub connection to the node is up",
+            ["node"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.node_slot_count = Gauge(
+            "feed_cluster_node_slots",
+            "Slots the node owns as a master (0 once it is not a master), as last read by this process",
+            ["node"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.node_replaced = Counter(
+            "feed_cluster_channels_replaced",
+            "Lost pub/sub channels confirmed again on the node (each feed re-synced from its log)",
+            ["node"],
+            registry=r,
+        )
+        self.node_failovers = Counter(
+            "feed_cluster_failovers_seen",
+            "Times the node stopped being a master of slots it owned (failover, crash, slots moved away)",
+            ["node"],
+            registry=r,
+        )
 
     def pubsub_state(self, up: bool) -> None:
         """The broker's connection went up (True) or down (False)."""
@@ -55,6 +82,24 @@ class Metrics:
             if self._pubsub_seen:
                 self.pubsub_reconnects.inc()
             self._pubsub_seen = True
+
+    # ClusterBroker's ClusterStats protocol ---------------------------------------------------------
+
+    def node_connected(self, node: str, up: bool) -> None:
+        """The pub/sub connection to ``node`` went up or down."""
+        self.node_up.labels(node).set(1 if up else 0)
+
+    def node_slots(self, node: str, slots: int) -> None:
+        """``node`` owns ``slots`` slots."""
+        self.node_slot_count.labels(node).set(slots)
+
+    def channels_replaced(self, node: str, n: int) -> None:
+        """``n`` lost channels were confirmed again on ``node``."""
+        self.node_replaced.labels(node).inc(n)
+
+    def failover_seen(self, node: str) -> None:
+        """``node`` stopped being a master."""
+        self.node_failovers.labels(node).inc()
 
     # Hub's Stats protocol ------------------------------------------------------------------------
 

@@ -18,18 +18,28 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 from ulid import ULID
 
 from .errors import BadRequest, Invalid
 
 FEED_NAME = re.compile(r"[A-Za-z0-9_\-:.@]{1,128}")
-_ID_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+#: An identifier (activity, actor, audience identity or role id, JWT ``sub``, role): 1–128
+#: printable characters — no C0/C1 control character, no DEL (SPEC §3). Anchored, because
+#: pydantic applies a ``pattern`` with search semantics: an unanchored one passes ``"carol\x1fp"``.
+_ID_CHARS = r"[^\x00-\x1f\x7f-\x9f]{1,128}"
+ID_TEXT = re.compile(f"^{_ID_CHARS}$")
+#: A feed pattern of a ``feeds`` claim, ``public_feeds`` or ``api_key_feeds``: a feed name, or a
+#: prefix of one ending in ``*`` (``booking:*``, ``*``).
+FEED_PATTERN = re.compile(r"^(?:[A-Za-z0-9_\-:.@]{1,128}|[A-Za-z0-9_\-:.@]{0,127}\*)$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
 _ULID_TEXT = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
@@ -58,22 +68,40 @@ _ONE_MS = timedelta(milliseconds=1)
 
 AudienceType = Literal["public", "everyone", "members", "identity", "role"]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-IdText = Annotated[str, StringConstraints(pattern=_ID_TEXT.pattern)]
+IdText = Annotated[str, StringConstraints(pattern=ID_TEXT.pattern)]
 FeedName = Annotated[str, StringConstraints(pattern=f"^{FEED_NAME.pattern}$")]
 
 
-_AUDIENCE_TOKEN = {"public": "p", "everyone": "e", "members": "m"}
+_AUDIENCE_TOKEN = {"public": "p", "everyone": "e", "members": "m", "identity": "i", "role": "r"}
+_AUDIENCE_KINDS: tuple[str, ...] = AudienceType.__args__  # type: ignore[attr-defined]
+_WITH_ID = frozenset({"identity", "role"})
+
+
+def is_id(value: object) -> bool:
+    """True if ``value`` is a valid identifier (``ID_TEXT``)."""
+    return isinstance(value, str) and ID_TEXT.fullmatch(value) is not None
+
+
+def _field(text: str) -> str:
+    return f"{len(text.encode())}:{text}"
 
 
 def visibility(actor: str, verb: str, audience: Iterable[Mapping[str, Any]]) -> str:
     """An activity's visibility line, stored beside it for history reads filtered inside Redis
-    (``lua/read.lua``): ``actor \x1f verb`` then one token per audience entry — ``p``, ``e``,
-    ``m``, ``i:<identity>``, ``r:<role>``. Ids and verbs hold no control characters."""
-    parts = [actor, verb]
+    (``lua/read.lua``, which builds the same line from a body in ``line_of_body``).
+
+    Every string is length-prefixed (``<utf-8 byte length>:<text>``), so no id, verb or actor —
+    whatever characters it holds — can end its field early and forge an audience entry: the
+    line is ``actor verb`` then one token per entry: ``p``, ``e``, ``m``, ``i<id>``, ``r<id>``
+    (``<id>`` length-prefixed too). Example: ``5:alice4:postmi3:bobr10:accounting``.
+    """
+    parts = [_field(actor), _field(verb)]
     for entry in audience:
-        kind = entry["type"]
-        parts.append(_AUDIENCE_TOKEN.get(kind) or f"{kind[0]}:{entry['id']}")
-    return "\x1f".join(parts)
+        token = _AUDIENCE_TOKEN.get(entry["type"])
+        if token is None:
+            continue  # an entry type this version does not know admits nobody
+        parts.append(token + _field(str(entry["id"])) if token in ("i", "r") else token)
+    return "".join(parts)
 
 
 def dumps(value: Any) -> bytes:
@@ -187,7 +215,7 @@ def ulid_ms(value: str) -> int | None:
 
 
 class AudienceEntry(BaseModel):
-    """One audience entry (SPEC §1); output is always this object form."""
+    """One audience entry; stored (and answered) in this object form."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -210,6 +238,22 @@ class AudienceEntry(BaseModel):
         if self.type not in ("identity", "role") and self.id is not None:
             raise ValueError(f"audience type {self.type!r} takes no id")
         return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The object form (an id exactly for identity/role) or the shorthand string the validator accepts."""
+        schema = handler.resolve_ref_schema(handler(core))
+        with_id = sorted(_WITH_ID)
+        schema["if"] = {"properties": {"type": {"enum": with_id}}}
+        schema["then"] = {"required": ["type", "id"], "properties": {"id": {"type": "string"}}}
+        schema["else"] = {"properties": {"id": {"type": "null"}}}
+        kinds = "|".join(k for k in _AUDIENCE_KINDS if k not in _WITH_ID)
+        shorthand = {
+            "type": "string",
+            "pattern": f"^({kinds}|({'|'.join(with_id)}):{_ID_CHARS})$",
+            "description": "Shorthand: `public`, `everyone`, `members`, `identity:<id>`, `role:<id>`",
+        }
+        return {"anyOf": [shorthand, schema]}
 
     def as_json(self) -> dict[str, Any]:
         """The stored form: ``notify`` only when true, ``id`` only when present."""
@@ -265,7 +309,18 @@ class ActorRef(BaseModel):
 class Attachment(BaseModel):
     """One attachment: a ``file`` (by id), a ``link`` (by url) or a ``video`` (id or url)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={  # what _has_ref checks
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": kind}}},
+                    "then": {"anyOf": [{"required": [f], "properties": {f: {"type": "string"}}} for f in fields]},
+                }
+                for kind, fields in (("file", ("id",)), ("link", ("url",)), ("video", ("id", "url")))
+            ]
+        },
+    )
 
     type: Literal["file", "link", "video"]
     id: ShortText | None = None
@@ -292,9 +347,9 @@ class Change(BaseModel):
 
 
 class ActivityIn(BaseModel):
-    """An activity as a client writes it (SPEC §2); unknown top-level fields are custom fields."""
+    """An activity as a client writes it; unknown top-level fields are custom fields (any JSON value)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=lambda schema: _activity_schema_extra(schema))
 
     id: IdText | None = None
     verb: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,255}$")]
@@ -363,6 +418,32 @@ class ActivityIn(BaseModel):
 
 _IGNORED_INPUT = SERVER_OWNED - {"id", "version"}
 _RESERVED_INPUT = RESERVED - SERVER_OWNED
+
+
+#: The JSON schema of the field names the before-validator accepts (``propertyNames``).
+FIELD_NAMES_SCHEMA: dict[str, Any] = {
+    "pattern": "^[^.$][^.]{0,127}$",
+    "not": {"enum": sorted(_RESERVED_INPUT)},
+    "description": "1-128 characters, no '.', not starting with '$', not a reserved name",
+}
+
+
+def _activity_schema_extra(schema: dict[str, Any]) -> None:
+    """What the before-validator checks, in the JSON schema: the names of custom fields, examples."""
+    schema["propertyNames"] = FIELD_NAMES_SCHEMA
+    schema["dependentRequired"] = {"template_data": ["template"]}
+    schema["examples"] = [
+        {"verb": "comment", "object": "f4d1"},
+        {
+            "verb": "booking.confirm",
+            "object": {"id": "f4d1", "type": "booking"},
+            "text": "Booking confirmed",
+            "audience": ["members", "identity:alexandra", {"type": "role", "id": "accounting", "notify": True}],
+            "foreign_id": "booking:f4d1:confirm",
+        },
+    ]
+
+
 #: Input fields the stored body does not copy as given: the server sets or normalises them.
 _REBUILT = SERVER_OWNED | {"actor", "time", "audience", "to"}
 
@@ -436,7 +517,7 @@ MAX_PATCH_KEYS = 25
 
 
 class PatchIn(BaseModel):
-    """``{"set": {path: value}, "unset": [path]}`` with dotted paths (SPEC §4 PATCH)."""
+    """``{"set": {path: value}, "unset": [path]}`` with dotted paths."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,391 +1,455 @@
-"""The OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json`` and rendered at ``/docs``.
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json`` (and rendered at ``/docs``).
 
-Request schemas come from the pydantic models, so the description cannot drift from validation.
-Features add their paths with ``add_path`` when the app is built.
+Every schema in it is generated from a pydantic model (``api_models.py``, ``models.py`` and each
+dialect's ``*_models``): bodies, query/path/header parameters and responses. Nothing is written
+as a schema dict by hand, so the description follows the code.
+
+Adding routes (a dialect, e.g. the GetStream one): give the API class a ``describe(openapi)``
+method, called by ``dialects.dialect_routes`` next to ``routes()``, that calls
+:meth:`OpenApi.operation` once per route with models::
+
+    def describe(self, openapi: OpenApi) -> None:
+        openapi.operation(
+            "/api/things/{thing_id}", "put",
+            summary="Replace a thing",
+            tags=["getstream"],
+            path=ThingPath,                  # a model whose fields are the path parameters
+            query=ThingQuery,                # … the query parameters
+            headers=ThingHeaders,            # … the headers (field aliases give the header names)
+            body=ThingIn,                    # the JSON body (a model, a union, list[...] …); required
+            responses={200: ThingOut},       # status → model, or Reply(model, description, media_type)
+            problems={404: "Unknown thing"}, # status → description of an RFC 9457 problem
+        )
+
+Models with the same class name must be the same model (their schemas share one component).
 """
 
 from __future__ import annotations
 
-import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
+from pydantic import BaseModel, TypeAdapter
+
+from . import __version__, api_models
+from .api_models import (
+    Activity,
+    ActivityList,
+    ActivityPath,
+    Counts,
+    FeedPath,
+    ForeignIdQuery,
+    Health,
+    IfMatch,
+    Index,
+    MarkRequest,
+    NotificationPage,
+    NotReady,
+    Outcomes,
+    Page,
+    PatchRequest,
+    Problem,
+    Ready,
+    Removed,
+)
 from .models import ActivityIn
 
-_PROBLEM = {"$ref": "#/components/schemas/Problem"}
-_FEED = {
-    "name": "feed",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_\\-:.@]{1,128}$"},
+REF = "#/components/schemas/{model}"
+PROBLEM_TYPE = "application/problem+json"
+
+#: Problems every authenticated JSON route may answer.
+COMMON_PROBLEMS: dict[int, str] = {
+    400: "Malformed JSON, or no body",
+    401: "Invalid credentials, or none where they are required",
+    403: "Authenticated, but not allowed (the token lacks the right on this feed)",
+    422: "Invalid fields, each listed in `errors`",
+    429: "Over `[server] http_rate_limit` (see Retry-After)",
+    503: "Redis unavailable or too slow (see Retry-After)",
 }
-_ID = {"name": "activity_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
-
-def problem(description: str) -> dict[str, Any]:
-    """An error response described as an RFC 9457 problem."""
-    return {"description": description, "content": {"application/problem+json": {"schema": _PROBLEM}}}
-
-
-def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
-    """A JSON request body or response."""
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERRORS = {
-    "400": problem("Malformed JSON"),
-    "401": problem("No or invalid credentials"),
-    "403": problem("Not allowed"),
-    "422": problem("Invalid fields (each listed in `errors`)"),
-    "503": problem("Redis unavailable (see Retry-After)"),
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT with `sub` and `feeds` (pattern → rights); mint one with `feedserver token`",
+    },
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "A server API key"},
 }
 
 
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
+@dataclass(frozen=True)
+class Reply:
+    """A response: its body model (None: no body), description, media type and headers model."""
+
+    model: Any = None
+    description: str = ""
+    media_type: str = "application/json"
+    headers: dict[str, str] | None = None
+    also_html: bool = False  # browsers (Accept: text/html) get a page instead
 
 
 class OpenApi:
-    """Accumulates paths; ``document()`` returns the whole description."""
+    """Collects operations described with models; ``document()`` returns the whole description.
 
-    def __init__(self) -> None:
-        activity_in = ActivityIn.model_json_schema(ref_template="#/components/schemas/{model}")
-        defs = activity_in.pop("$defs", {})
-        self.schemas: dict[str, Any] = {
-            **defs,
-            "ActivityIn": activity_in,
-            "Activity": {
-                "type": "object",
-                "description": "A stored activity (SPEC §2): the input plus server-owned fields.",
-                "properties": {
-                    "id": {"type": "string"},
-                    "feed": {"type": "string"},
-                    "seq": {"type": "integer"},
-                    "version": {"type": "integer"},
-                    "created_at": {"type": "string"},
-                    "updated_at": {"type": "string"},
-                    "time": {"type": "string"},
-                },
-                "additionalProperties": True,
-            },
-            "Problem": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "instance": {"type": "string"},
-                    "errors": {"type": "array", "items": {"type": "object"}},
-                },
-            },
-        }
+    ``max_batch``, ``max_page`` and ``max_activity_bytes`` are the configured limits: the batch
+    and page schemas carry them, and the 413 descriptions name them.
+    """
+
+    def __init__(self, *, max_batch: int = 100, max_page: int = 100, max_activity_bytes: int = 10240) -> None:
+        self.max_batch = max_batch
+        self.max_page = max_page
+        self.max_activity_bytes = max_activity_bytes
+        self.schemas: dict[str, Any] = {}
         self.paths: dict[str, dict[str, Any]] = {}
+        self.security_schemes: dict[str, Any] = dict(SECURITY_SCHEMES)
+        self.schema(Problem)
         self._native()
         self._changes()
         self._notifications()
+        self._operational()
+        self._descriptions()
+
+    # -- building blocks ---------------------------------------------------------------------------
+
+    def schema(self, tp: Any) -> dict[str, Any]:
+        """The JSON schema of a type (a ``$ref`` for a model), its definitions added to the components."""
+        generated = TypeAdapter(tp).json_schema(ref_template=REF)
+        for name, definition in generated.pop("$defs", {}).items():
+            self._register(name, definition)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            self._register(tp.__name__, generated)
+            return {"$ref": REF.format(model=tp.__name__)}
+        return generated
+
+    def _register(self, name: str, definition: dict[str, Any]) -> None:
+        known = self.schemas.get(name)
+        if known is not None and known != definition:
+            raise ValueError(f"two different schemas are named {name!r}: rename one of the models")
+        self.schemas[name] = definition
+
+    def parameters(self, model: type[BaseModel] | None, where: str) -> list[dict[str, Any]]:
+        """One parameter per field of ``model`` (its alias is the name), ``in`` = ``where``."""
+        if model is None:
+            return []
+        generated = model.model_json_schema(ref_template=REF)
+        for name, definition in generated.pop("$defs", {}).items():
+            self._register(name, definition)
+        required = set(generated.get("required", ()))
+        out = []
+        for name, prop in generated.get("properties", {}).items():
+            prop = {k: v for k, v in prop.items() if k != "title"}
+            description = prop.pop("description", None)
+            # Optional parameters are simply absent: the "or null" of the model adds nothing here.
+            options = [s for s in prop.get("anyOf", ()) if s != {"type": "null"}]
+            if "anyOf" in prop and len(options) == 1:
+                prop = {**{k: v for k, v in prop.items() if k != "anyOf"}, **options[0]}
+            if prop.get("default", 0) is None:
+                del prop["default"]
+            param: dict[str, Any] = {"name": name, "in": where, "required": where == "path" or name in required}
+            if description:
+                param["description"] = description
+            param["schema"] = prop
+            out.append(param)
+        return out
+
+    def problem(self, description: str) -> dict[str, Any]:
+        """An error response described as an RFC 9457 problem."""
+        return {"description": description, "content": {PROBLEM_TYPE: {"schema": self.schema(Problem)}}}
+
+    def _reply(self, reply: Any) -> dict[str, Any]:
+        if not isinstance(reply, Reply):
+            reply = Reply(reply)
+        description = reply.description or (
+            (getattr(reply.model, "__doc__", None) or "").strip().split("\n")[0] if reply.model is not None else ""
+        )
+        out: dict[str, Any] = {"description": description or "OK"}
+        if reply.model is not None:
+            out["content"] = {reply.media_type: {"schema": self.schema(reply.model)}}
+            if reply.also_html:
+                out["content"]["text/html"] = {"schema": self.schema(str)}
+        if reply.headers:
+            string = self.schema(str)
+            out["headers"] = {name: {"description": text, "schema": string} for name, text in reply.headers.items()}
+        return out
+
+    def operation(
+        self,
+        path: str,
+        method: str,
+        *,
+        summary: str,
+        description: str = "",
+        tags: Sequence[str] = (),
+        body: Any = None,
+        body_description: str = "",
+        path_params: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        headers: type[BaseModel] | None = None,
+        responses: Mapping[int, Any],
+        problems: Mapping[int, str] = COMMON_PROBLEMS,
+        security: list[dict[str, list[str]]] | None = None,
+    ) -> None:
+        """Describe one operation from models (see the module docstring)."""
+        op: dict[str, Any] = {"summary": summary, "operationId": _operation_id(method, path)}
+        if description:
+            op["description"] = description
+        if tags:
+            op["tags"] = list(tags)
+        params = [
+            *self.parameters(path_params, "path"),
+            *self.parameters(query, "query"),
+            *self.parameters(headers, "header"),
+        ]
+        if params:
+            op["parameters"] = params
+        if body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "description": body_description,
+                "content": {"application/json": {"schema": self.schema(body)}},
+            }
+        out = {str(status): self._reply(reply) for status, reply in responses.items()}
+        for status, text in problems.items():
+            out.setdefault(str(status), self.problem(text))
+        op["responses"] = dict(sorted(out.items()))
+        if security is not None:
+            op["security"] = security
+        self.add_path(path, method, op)
+
+    def security_scheme(self, name: str, scheme: dict[str, Any]) -> None:
+        """Declare a security scheme (e.g. a dialect's own credential header)."""
+        self.security_schemes[name] = scheme
 
     def add_path(self, path: str, method: str, operation: dict[str, Any]) -> None:
-        """Describe one operation."""
+        """Add an already-built operation object (prefer :meth:`operation`)."""
         self.paths.setdefault(path, {})[method.lower()] = operation
 
+    # -- the native API ------------------------------------------------------------------------------
+
     def _native(self) -> None:
-        activities = {
-            "type": "object",
-            "properties": {"activities": {"type": "array", "items": {"$ref": "#/components/schemas/Activity"}}},
-        }
-        self.add_path(
+        too_large = (
+            f"An activity over {self.max_activity_bytes} bytes encoded, more than {self.max_batch} "
+            "activities, or a body over the limit"
+        )
+        batch = api_models.batch_model(self.max_batch)
+        self.operation(
             "/v1/feeds/{feed}/activities",
             "post",
-            {
-                "summary": "Add one activity, or a batch of up to 100",
-                "parameters": [_FEED],
-                "requestBody": json_body(
-                    {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/ActivityIn"},
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "activities": {
-                                        "type": "array",
-                                        "maxItems": 100,
-                                        "items": {"$ref": "#/components/schemas/ActivityIn"},
-                                    }
-                                },
-                            },
-                        ]
-                    }
-                ),
-                "responses": {
-                    "201": json_body(activities, "Stored activities"),
-                    **_ERRORS,
-                    "409": problem("Conflicting id and foreign_id/time"),
-                    "413": problem("Activity or batch too large"),
-                },
+            summary=f"Add one activity, or a batch of up to {self.max_batch} (all or nothing)",
+            description='The body is one activity, or `{"activities": [...]}`. Each activity is at most '
+            f"{self.max_activity_bytes} bytes once stored (`[feeds] max_activity_bytes`). Live "
+            "subscribers of the feed (and of the `to` feeds) who may see it receive it at once.",
+            tags=["activities"],
+            path_params=FeedPath,
+            body=ActivityIn | batch,
+            responses={201: Reply(ActivityList, "The stored activities, in input order")},
+            problems={
+                **COMMON_PROBLEMS,
+                409: "A client-chosen id already belongs to another foreign_id/time",
+                413: too_large,
             },
         )
-        self.add_path(
+        self.operation(
             "/v1/feeds/{feed}/activities",
             "get",
-            {
-                "summary": "History page, newest first, filtered by what the caller may see",
-                "parameters": [
-                    _FEED,
-                    _query("limit", "Page size (default 25, at most 100)", {"type": "integer"}),
-                    _query("id_lt", "Older than this activity id"),
-                    _query("id_lte", "This id and older"),
-                    _query("id_gt", "Newer than this id (the nearest ones)"),
-                    _query("id_gte", "This id and newer"),
-                    _query("offset", "Skip this many matching activities", {"type": "integer"}),
-                    _query("verb", "Only this verb"),
-                    _query("actor", "Only this actor id"),
-                ],
-                "responses": {
-                    "200": json_body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "results": {
-                                    "type": "array",
-                                    "items": {"$ref": "#/components/schemas/Activity"},
-                                },
-                                "next": {"type": ["string", "null"]},
-                            },
-                        },
-                        "A page",
-                    ),
-                    **_ERRORS,
-                },
-            },
+            summary="A history page, newest first, of what the caller may see",
+            description="Activities whose audience the caller is not in are left out (feed admins see all). "
+            "Follow `next` for the following page.",
+            tags=["activities"],
+            path_params=FeedPath,
+            query=api_models.page_query_model(self.max_page),
+            responses={200: Page},
         )
-        self.add_path(
+        self.operation(
             "/v1/feeds/{feed}/activities/{activity_id}",
             "get",
-            {
-                "summary": "One activity (404 when missing or hidden from the caller)",
-                "parameters": [_FEED, _ID],
-                "responses": {
-                    "200": json_body({"$ref": "#/components/schemas/Activity"}),
-                    "404": problem("Unknown or hidden"),
-                    **_ERRORS,
-                },
-            },
+            summary="One activity (404 when missing or hidden from the caller)",
+            tags=["activities"],
+            path_params=ActivityPath,
+            responses={200: Reply(Activity, "The activity (ETag: its version)", headers={"ETag": '"<version>"'})},
+            problems={**COMMON_PROBLEMS, 404: "Unknown, or hidden from the caller"},
         )
-        for path, summary in (
-            ("/healthz", "The process is up"),
-            ("/readyz", "Redis and the pub/sub path answer (503 otherwise)"),
-            ("/metrics", "Prometheus metrics"),
-        ):
-            self.add_path(path, "get", {"summary": summary, "responses": {"200": {"description": "OK"}}})
 
     def _changes(self) -> None:
-        if_match = {
-            "name": "If-Match",
-            "in": "header",
-            "required": False,
-            "description": 'Expected version, e.g. "3"',
-            "schema": {"type": "string"},
-        }
-        one = {
-            "200": json_body({"$ref": "#/components/schemas/Activity"}, "The stored activity (ETag: its version)"),
-            "404": problem("Unknown or hidden"),
-            "409": problem("foreign_id/time taken by another activity"),
-            "412": problem("Stale version (`version` holds the current one)"),
-            **_ERRORS,
+        one = Reply(Activity, "The stored activity (ETag: its new version)", headers={"ETag": '"<version>"'})
+        problems = {
+            **COMMON_PROBLEMS,
+            404: "Unknown, or hidden from the caller",
+            409: "foreign_id/time taken by another activity, or the activity kept changing",
+            412: "Stale version: `version` holds the current one",
+            413: f"The activity would be over {self.max_activity_bytes} bytes",
         }
         item = "/v1/feeds/{feed}/activities/{activity_id}"
-        self.add_path(
+        self.operation(
             item,
             "put",
-            {
-                "summary": "Replace an activity (actor, time and audience default to the stored ones)",
-                "parameters": [_FEED, _ID, if_match],
-                "requestBody": json_body({"$ref": "#/components/schemas/ActivityIn"}),
-                "responses": one,
-            },
+            summary="Replace an activity (actor, time and audience default to the stored ones)",
+            tags=["activities"],
+            path_params=ActivityPath,
+            headers=IfMatch,
+            body=ActivityIn,
+            responses={200: one},
+            problems=problems,
         )
-        self.add_path(
+        self.operation(
             item,
             "patch",
-            {
-                "summary": "Partial update: set/unset dotted paths (at most 25 each)",
-                "parameters": [_FEED, _ID, if_match],
-                "requestBody": json_body(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "set": {"type": "object"},
-                            "unset": {"type": "array", "items": {"type": "string"}},
-                            "version": {"type": "integer"},
-                        },
-                    }
-                ),
-                "responses": one,
-            },
+            summary="Partial update: set/unset dotted paths (at most 25 each)",
+            tags=["activities"],
+            path_params=ActivityPath,
+            headers=IfMatch,
+            body=PatchRequest,
+            responses={200: one},
+            problems=problems,
         )
-        self.add_path(
+        self.operation(
             item,
             "delete",
-            {
-                "summary": "Remove an activity",
-                "parameters": [_FEED, _ID, if_match],
-                "responses": {"204": {"description": "Removed"}, "404": problem("Unknown or hidden"), **_ERRORS},
-            },
+            summary="Remove an activity (subscribers get a `deleted` event)",
+            tags=["activities"],
+            path_params=ActivityPath,
+            headers=IfMatch,
+            responses={204: Reply(None, "Removed")},
+            problems={k: v for k, v in problems.items() if k not in (409, 413)},
         )
-        self.add_path(
+        self.operation(
             "/v1/feeds/{feed}/activities",
             "delete",
-            {
-                "summary": "Remove every activity with a foreign_id",
-                "parameters": [_FEED, {**_query("foreign_id", "The foreign_id"), "required": True}],
-                "responses": {
-                    "200": json_body({"type": "object", "properties": {"removed": {"type": "integer"}}}),
-                    **_ERRORS,
-                },
-            },
+            summary="Remove every activity with a foreign_id",
+            tags=["activities"],
+            path_params=FeedPath,
+            query=ForeignIdQuery,
+            responses={200: Removed},
         )
-        outcomes = json_body(
-            {
-                "type": "object",
-                "properties": {
-                    "results": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "index": {"type": "integer"},
-                                "status": {"type": "integer"},
-                                "activity": {"$ref": "#/components/schemas/Activity"},
-                                "error": _PROBLEM,
-                            },
-                        },
-                    },
-                    "succeeded": {"type": "integer"},
-                    "failed": {"type": "integer"},
-                },
-            },
-            "One result per item",
-        )
-        self.add_path(
-            "/v1/activities/update",
-            "post",
-            {
-                "summary": "Batch full update by feed + foreign_id + time (at most 100)",
-                "requestBody": json_body({"type": "object", "properties": {"activities": {"type": "array"}}}),
-                "responses": {"200": outcomes, **_ERRORS},
-            },
-        )
-        self.add_path(
-            "/v1/activities/partial-update",
-            "post",
-            {
-                "summary": "Batch partial update by feed + id, or feed + foreign_id + time (at most 100)",
-                "requestBody": json_body({"type": "object", "properties": {"changes": {"type": "array"}}}),
-                "responses": {"200": outcomes, **_ERRORS},
-            },
-        )
+        for path, summary, model in (
+            (
+                "/v1/activities/update",
+                f"Batch full update by feed + foreign_id + time (at most {self.max_batch})",
+                api_models.batch_update_model(self.max_batch),
+            ),
+            (
+                "/v1/activities/partial-update",
+                f"Batch partial update by feed + id, or feed + foreign_id + time (at most {self.max_batch})",
+                api_models.batch_partial_model(self.max_batch),
+            ),
+        ):
+            self.operation(
+                path,
+                "post",
+                summary=summary,
+                description="Each item succeeds or fails on its own: see `results[i].status`.",
+                tags=["activities"],
+                body=model,
+                responses={200: Reply(Outcomes, "One result per item")},
+                problems={**COMMON_PROBLEMS, 413: f"More than {self.max_batch} items"},
+            )
 
     def _notifications(self) -> None:
-        self.add_path(
+        self.operation(
             "/v1/notifications",
             "get",
-            {
-                "summary": "The caller's notification feed (is_seen/is_read per activity) with unseen/unread counts",
-                "parameters": [
-                    _query("limit", "Page size", {"type": "integer"}),
-                    _query("id_lt", "Older than this id"),
-                ],
-                "responses": {
-                    "200": json_body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "results": {"type": "array", "items": {"$ref": "#/components/schemas/Activity"}},
-                                "next": {"type": ["string", "null"]},
-                                "unseen": {"type": "integer"},
-                                "unread": {"type": "integer"},
-                            },
-                        }
-                    ),
-                    **_ERRORS,
-                },
-            },
-        )
-        marks = json_body(
-            {
-                "type": "object",
-                "properties": {
-                    "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
-                    "all": {"type": "boolean"},
-                },
-            }
-        )
-        counts = json_body(
-            {"type": "object", "properties": {"unseen": {"type": "integer"}, "unread": {"type": "integer"}}},
-            "New counts",
+            summary="The caller's notification feed (is_seen/is_read per activity) with unseen/unread counts",
+            tags=["notifications"],
+            query=api_models.page_query_model(self.max_page),
+            responses={200: NotificationPage},
         )
         for mark in ("seen", "read"):
-            self.add_path(
+            self.operation(
                 f"/v1/notifications/{mark}",
                 "post",
-                {
-                    "summary": f"Mark notifications {mark} (ids, or all); new counts are pushed live",
-                    "requestBody": marks,
-                    "responses": {"200": counts, **_ERRORS},
-                },
+                summary=f"Mark notifications {mark} (ids, or all); the new counts are pushed live too",
+                tags=["notifications"],
+                body=MarkRequest,
+                responses={200: Reply(Counts, "The new counts")},
+            )
+
+    def _operational(self) -> None:
+        public: list[dict[str, list[str]]] = [{}]
+        self.operation(
+            "/healthz",
+            "get",
+            summary="The process is up (no Redis call)",
+            tags=["operations"],
+            responses={200: Health},
+            problems={},
+            security=public,
+        )
+        self.operation(
+            "/readyz",
+            "get",
+            summary="Redis and the pub/sub path answer (503 otherwise, and while draining)",
+            tags=["operations"],
+            responses={200: Ready, 503: Reply(NotReady, "Not ready", headers={"Retry-After": "Seconds"})},
+            problems={},
+            security=public,
+        )
+        self.operation(
+            "/metrics",
+            "get",
+            summary="Prometheus metrics (text exposition format)",
+            tags=["operations"],
+            responses={200: Reply(str, "Prometheus text format", media_type="text/plain")},
+            problems={},
+            security=public,
+        )
+
+    def _descriptions(self) -> None:
+        public: list[dict[str, list[str]]] = [{}]
+        self.operation(
+            "/",
+            "get",
+            summary="Where to go: the docs, the descriptions, the WebSocket and the dashboard",
+            tags=["operations"],
+            responses={200: Reply(Index, "Links (an HTML page for browsers)", also_html=True)},
+            problems={},
+            security=public,
+        )
+        for path, summary in (
+            ("/openapi.json", "This description (OpenAPI 3.1)"),
+            ("/asyncapi.json", "The WebSocket protocol (AsyncAPI 3.0)"),
+        ):
+            self.operation(
+                path,
+                "get",
+                summary=summary,
+                tags=["operations"],
+                responses={200: Reply(dict[str, Any], summary)},
+                problems={},
+                security=public,
             )
 
     def document(self) -> dict[str, Any]:
         """The OpenAPI document."""
         return {
             "openapi": "3.1.0",
+            "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
             "info": {
                 "title": "Activity feed server",
                 "version": __version__,
                 "description": "Activities stored in Redis and pushed live over WebSocket (`GET /v1/ws`, "
-                "see the WebSocket protocol in the README). Authenticate with "
-                "`Authorization: Bearer <JWT>` or `X-API-Key`.",
+                "described in AsyncAPI at [/asyncapi.json](/asyncapi.json)). Authenticate with "
+                "`Authorization: Bearer <JWT>` or `X-API-Key`; anonymous callers may read the "
+                "feeds of `[auth] public_feeds`. Errors are RFC 9457 problems (`application/problem+json`), "
+                "except in the Velt dialect, which answers in Velt's own error shape.",
             },
             "paths": self.paths,
-            "components": {
-                "schemas": self.schemas,
-                "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                },
-            },
+            "components": {"schemas": dict(sorted(self.schemas.items())), "securitySchemes": self.security_schemes},
             "security": [{"bearer": []}, {"apiKey": []}, {}],
         }
 
-    def html(self) -> str:
-        """A self-contained reference page (works offline; no CDN)."""
-        rows = []
-        for path, ops in self.paths.items():
-            for method, op in ops.items():
-                params = ", ".join(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
-                codes = " ".join(sorted(op.get("responses", {})))
-                rows.append(
-                    f"<tr><td class=m>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
-                    f"<td>{html.escape(op.get('summary', ''))}"
-                    + (f"<br><small>query: {html.escape(params)}</small>" if params else "")
-                    + f"</td><td><small>{codes}</small></td></tr>"
-                )
-        return (
-            "<!doctype html><html><head><meta charset=utf-8><title>Activity feed server API</title>"
-            "<style>body{font:15px system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222}"
-            "table{border-collapse:collapse;width:100%}td{border-bottom:1px solid #ddd;padding:.4rem;"
-            "vertical-align:top}.m{font-weight:700;color:#06c}code{font-size:14px}</style></head><body>"
-            f"<h1>Activity feed server <small>{__version__}</small></h1>"
-            "<p>Machine-readable description: <a href='/openapi.json'>/openapi.json</a>. "
-            "Live events: WebSocket <code>/v1/ws</code>.</p>"
-            "<table><tr><th>method</th><th>path</th><th>does</th><th>statuses</th></tr>"
-            + "".join(rows)
-            + "</table></body></html>"
-        )
+
+def _operation_id(method: str, path: str) -> str:
+    words = [p.strip("{}").replace("-", "_") for p in path.split("/") if p and p != "v1"]
+    return "_".join([method.lower(), *words])
+
+
+def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    """Kept for routes described before :meth:`OpenApi.operation`: a JSON body around a schema."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def problem(description: str) -> dict[str, Any]:
+    """Kept for routes described before :meth:`OpenApi.operation`: a problem response."""
+    return {"description": description, "content": {PROBLEM_TYPE: {"schema": {"$ref": REF.format(model="Problem")}}}}

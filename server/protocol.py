@@ -194,9 +194,12 @@ def subscribed(feed: str, seq: int, epoch: str, recovered: bool, ref: Ref = None
     )
 
 
-def unsubscribed(feed: str, ref: Ref = None) -> bytes:
-    """Reply to ``unsubscribe``."""
-    return dumps(_with_ref({"type": "unsubscribed", "feed": feed}, ref))
+def unsubscribed(feed: str, ref: Ref = None, reason: str | None = None) -> bytes:
+    """Reply to ``unsubscribe``; with ``reason`` (``"forbidden"``) a subscription the server ended."""
+    message: dict[str, Any] = {"type": "unsubscribed", "feed": feed}
+    if reason is not None:
+        message["reason"] = reason
+    return dumps(_with_ref(message, ref))
 
 
 def pong(ref: Ref = None) -> bytes:

@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import __version__
+from .api_models import Index
 from .auth import Authenticator
 from .errors import BadRequest, Invalid, Unavailable
 from .http import JSONBytes, json_response, principal_of, read_json
@@ -110,6 +112,7 @@ class NativeApi:
             Route("/v1/notifications", self.notifications, methods=["GET"]),
             Route("/v1/notifications/seen", self.mark_seen, methods=["POST"]),
             Route("/v1/notifications/read", self.mark_read, methods=["POST"]),
+            Route("/", self.index, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -150,7 +153,8 @@ class NativeApi:
         principal = await principal_of(request, self.auth)
         page = await self.service.read(principal, request.path_params["feed"], self._page_query(request))
         next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
-        return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b'],"next":' + dumps(next_url) + b"}")
+        tail = dumps({"next": next_url, "hidden": page.hidden})[1:]
+        return JSONBytes(b'{"results":[' + b",".join(page.bodies) + b"]," + tail)
 
     async def get_activity(self, request: Request) -> Response:
         """One activity (404 when missing or hidden), with its version as ``ETag``."""
@@ -228,6 +232,37 @@ class NativeApi:
         unseen, unread = await self.service.mark_notifications(principal, kind, raw)
         return json_response({"unseen": unseen, "unread": unread})
 
+    async def index(self, request: Request) -> Response:
+        """``GET /``: links to the docs, the descriptions and the dashboard (a page for browsers)."""
+        demo = any(getattr(r, "name", None) == "demo" for r in request.app.routes)
+        links = Index(
+            name="feedserver",
+            version=__version__,
+            docs="/docs",
+            openapi="/openapi.json",
+            asyncapi="/asyncapi.json",
+            websocket="/v1/ws",
+            demo="/demo/" if demo else None,
+        )
+        if "text/html" not in request.headers.get("accept", ""):
+            return json_response(links.model_dump())
+        items = [
+            ("/docs", "API docs: try the HTTP API with a token"),
+            ("/docs/static/asyncapi.html", "WebSocket protocol"),
+            *([("/demo/", "Live dashboard")] if demo else []),
+            ("/openapi.json", "OpenAPI 3.1 description"),
+            ("/asyncapi.json", "AsyncAPI 3.0 description"),
+        ]
+        rows = "".join(f'<li><a href="{href}">{text}</a> <code>{href}</code></li>' for href, text in items)
+        page = (
+            "<!doctype html><html lang=en><head><meta charset=utf-8><title>feedserver</title>"
+            "<style>body{font:16px system-ui,sans-serif;margin:3rem auto;max-width:40rem;color:#1f2933}"
+            "li{margin:.5rem 0}code{color:#52606d;font-size:.85em}</style></head><body>"
+            f"<h1>feedserver <small>{__version__}</small></h1><ul>{rows}</ul>"
+            "<p>Mint a token with <code>feedserver token --help</code>.</p></body></html>"
+        )
+        return Response(page, media_type="text/html")
+
     async def healthz(self, request: Request) -> Response:
         """The process is up (no Redis call)."""
         return json_response({"status": "ok"})
@@ -246,7 +281,13 @@ class NativeApi:
 
 
 class Readiness:
-    """``/readyz``: Redis answers PING and a publish comes back through this process's broker."""
+    """``/readyz``: the store answers, and the broker's pub/sub round trip works.
+
+    ``ping`` is the store's (on a cluster: every master answers PING on the write path);
+    ``round_trip`` is the broker's ``check_ready`` (on a cluster: per master, a ``SPUBLISH`` on a
+    probe channel in a slot that master owns comes back through this process, and the node says
+    it is a master — never ready from a replica). Each raises ``errors.Unavailable`` with a reason.
+    """
 
     def __init__(self, ping: Callable[[], Any], round_trip: Callable[[], Any]) -> None:
         self._ping = ping
@@ -257,6 +298,7 @@ class Readiness:
         if self.draining:
             raise Unavailable("shutting down")
         started = time.perf_counter()
-        await self._ping()
+        if await self._ping() is False:
+            raise Unavailable("Redis does not answer PING", retry_after=1.0)
         await self._round_trip()
         return {"redis_ms": round((time.perf_counter() - started) * 1000, 2)}

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from .acl import Principal, Right, Rights, actor_id, notification_feed
+from .acl import Principal, Right, Rights, Viewer, actor_id, notification_feed
 from .backends.base import ItemResult, ReplaceItem, Store, WriteItem
 from .errors import (
     Conflict,
@@ -104,6 +104,7 @@ class Page:
 
     bodies: list[bytes]
     next: dict[str, Any] | None
+    hidden: int = 0  # activities scanned for this page that the caller may not see
 
 
 class FeedService:
@@ -128,6 +129,10 @@ class FeedService:
         self.max_batch = max_batch
         self.max_page = max_page
         self._new_id = IdGenerator()
+        #: Awaited after each successful ``post`` with (feed, stored bodies): dialects that keep their
+        #: own lookups (the GetStream id index) learn of every new activity, whichever API wrote it.
+        #: A hook's failure is logged; the write stands.
+        self.after_post: list[Callable[[str, list[bytes]], Awaitable[None]]] = []
 
     # -- rights --------------------------------------------------------------------------------
 
@@ -183,6 +188,11 @@ class FeedService:
         self.metrics.writes.labels("create").inc(len(bodies))
         if any(item.to or any(e.notify for e in item.audience or ()) for item, _ in parsed):
             await self._sync_copies(feed, [(None, orjson.loads(raw)) for raw in bodies])
+        for hook in self.after_post:
+            try:
+                await hook(feed, bodies)
+            except Exception:
+                log.exception("after-post hook failed for %s", feed)
         return bodies
 
     def _write_item(
@@ -377,12 +387,15 @@ class FeedService:
         ref: tuple[str, str, str],
         client_version: int | None,
         change: Input | PatchIn,
+        *,
+        through_copy: bool = True,
     ) -> bytes:
         """Read, check, build the new activity (a replacement, or the stored one patched), and write
         it only if nobody changed it meanwhile.
 
         With a client version (``If-Match``) a concurrent change is a 412; without one the change
-        is recomputed from the newer version (optimistic concurrency, a few attempts).
+        is recomputed from the newer version (optimistic concurrency, a few attempts). A change
+        addressed to a copy edits its original (``_change_copy``).
         """
         is_admin = bool(rights & Right.ADMIN)
         label = ref[0] or f"{ref[1]}@{ref[2]}"
@@ -391,6 +404,8 @@ class FeedService:
             old = self._check_may_change(principal, feed, rights, raw, label)
             if client_version is not None and old.get("version") != client_version:
                 raise _stale(label, old.get("version"))
+            if through_copy and isinstance(old.get("origin"), str) and old["origin"] != feed:
+                return await self._change_copy(principal, feed, old, change)
             if isinstance(change, PatchIn):
                 assert raw is not None
                 patched = apply_patch(orjson.loads(raw), change)  # patch a fresh copy
@@ -426,6 +441,36 @@ class FeedService:
             await self._sync_copies(feed, [(old, orjson.loads(result.body))])
             return result.body
         raise Conflict(f"activity {label} keeps changing; retry")
+
+    async def _change_copy(
+        self, principal: Principal, feed: str, copy: Mapping[str, Any], change: Input | PatchIn
+    ) -> bytes:
+        """Edit a `to`/notification copy: the edit goes to its original, and the copy follows.
+
+        A copy has no life of its own (docs/api.md "Copies"): its content is the original's, so
+        the caller needs the rights to change the original in its own feed (``write``, and being
+        its author or that feed's admin). As in GetStream, such an update does not change ``to``:
+        a PUT keeps the original's targets and PATCH paths under ``to`` are ignored. Returns the
+        copy as it now is in ``feed`` (the original, if the edit took the copy away).
+        """
+        origin, activity_id = copy["origin"], copy["id"]
+        rights = self.require(principal, origin, Right.WRITE)
+        if isinstance(change, PatchIn):
+            keep = {k: v for k, v in change.set.items() if k.split(".")[0] != "to"}
+            drop = [p for p in change.unset if p.split(".")[0] != "to"]
+            if not keep and not drop:
+                raw = await self.store.get(feed, activity_id)
+                assert raw is not None
+                return raw
+            change = PatchIn.model_construct(set=keep, unset=drop, version=None)
+        else:
+            item, source = change
+            [raw] = await self.store.find(origin, [(activity_id, "", "")])
+            targets = orjson.loads(raw).get("to") if raw is not None else None
+            source = {k: v for k, v in source.items() if k != "to"} if isinstance(source, dict) else source
+            change = (item.model_copy(update={"to": targets}), source)
+        body = await self._change(principal, origin, rights, (activity_id, "", ""), None, change, through_copy=False)
+        return await self.store.get(feed, activity_id) or body
 
     def _check_may_change(
         self, principal: Principal, feed: str, rights: Rights, raw: bytes | None, label: str
@@ -576,7 +621,7 @@ class FeedService:
         bodies_out = [raw for _, raw in page]
         if ascending:
             bodies_out.reverse()
-        return Page(bodies_out, next_query)
+        return Page(bodies_out, next_query, found.hidden)
 
     # -- live ----------------------------------------------------------------------------------
 
@@ -586,6 +631,14 @@ class FeedService:
         """Subscribe a connection to ``feed`` (replies and events go to ``peer``)."""
         self.require(principal, feed, Right.READ)
         await self.hub.subscribe(peer, feed, principal.viewer(feed), since, ref)
+
+    def reauthorize(self, peer: Peer, principal: Principal) -> list[str]:
+        """Apply a connection's new principal to its subscriptions; returns the feeds it lost."""
+
+        def viewer_of(feed: str) -> Viewer | None:
+            return principal.viewer(feed) if principal.rights(feed) & Right.READ else None
+
+        return self.hub.reauthorize(peer, viewer_of)
 
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Stop a connection's subscription; False if it had none."""

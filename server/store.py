@@ -152,6 +152,7 @@ class PageResult:
     bodies: list[bytes]
     last_examined: str | None
     exhausted: bool
+    hidden: int = 0  # examined activities matching the filters that the reader may not see
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +390,8 @@ class FeedStore:
             raise Invalid(result[1].decode(), errors=[{"loc": "query", "msg": result[1].decode(), "type": "cursor"}])
         n = int(result[3])
         ids = [i.decode() for i in result[4 : 4 + n]]
-        return PageResult(ids, list(result[4 + n : 4 + 2 * n]), result[1].decode() or None, result[2] == b"1")
+        hidden = int(result[4 + 2 * n]) if len(result) > 4 + 2 * n else 0
+        return PageResult(ids, list(result[4 + n : 4 + 2 * n]), result[1].decode() or None, result[2] == b"1", hidden)
 
     async def get(self, feed: str, activity_id: str) -> bytes | None:
         """The stored body of one activity, or None."""

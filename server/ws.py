@@ -19,16 +19,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from websockets.protocol import OPEN
 
 from . import protocol
 from .acl import Principal
 from .auth import Authenticator
-from .errors import FeedError, Invalid, RateLimited, Unauthorized
+from .errors import FeedError, Forbidden, Invalid, RateLimited, Unauthorized
 from .metrics import Metrics
 from .models import dumps
 from .ratelimit import RateLimit
 from .service import FeedService
+from .wsproto import DIRECT_SEND, FrameSink
 
 log = logging.getLogger("feedserver.ws")
 
@@ -68,14 +68,23 @@ class Connection:
         "__weakref__",
     )
 
-    def __init__(self, send: Send, *, limit: int, close_timeout: float, metrics: Metrics, client: str) -> None:
+    def __init__(
+        self,
+        send: Send,
+        *,
+        limit: int,
+        close_timeout: float,
+        metrics: Metrics,
+        client: str,
+        sink: FrameSink | None = None,
+    ) -> None:
         self._send = send
         self._queue: collections.deque[bytes] = collections.deque()
         self._limit = limit
         self._wake = asyncio.Event()
         self._close_timeout = close_timeout
         self._metrics = metrics
-        self._direct = DirectWriter.attach(send)
+        self._direct = sink
         self.closing = False
         self.close_code = CLOSE_NORMAL
         self.close_reason = ""
@@ -91,7 +100,7 @@ class Connection:
         if self.closing:
             return
         queue = self._queue
-        if not queue and self._direct is not None and self._direct.write(frame):
+        if not queue and self._direct is not None and self._direct.send_texts((frame,)):
             return
         if len(queue) >= self._limit:
             self._metrics.drops.inc()
@@ -106,7 +115,7 @@ class Connection:
         """``send`` each frame, in one socket write when the socket takes them at once."""
         if self.closing or not frames:
             return
-        if not self._queue and self._direct is not None and self._direct.write_many(frames):
+        if not self._queue and self._direct is not None and self._direct.send_texts(frames):
             return
         for frame in frames:
             self.send(frame)
@@ -139,83 +148,6 @@ class Connection:
                 return
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2) as a server sends it."""
-    n = len(payload)
-    if n < 126:
-        return b"\x81" + bytes((n,)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
-
-
-class DirectWriter:
-    """Synchronous frame writes through uvicorn's ``websockets-sansio`` protocol object.
-
-    ASGI only offers an awaitable ``send``; awaiting it per subscriber would make fan-out pay a
-    task switch per frame, and ASGI cannot drop a peer whose socket never drains. uvicorn's
-    protocol object (behind the bound ``send``) holds the websockets ``ServerProtocol`` and the
-    transport, so this does what uvicorn's own ``send`` does for ``websocket.send`` — minus the
-    await — whenever the transport is writable. On a connection without extensions (no
-    permessage-deflate) the frame bytes are the same for every subscriber, so they are built once
-    per event (``_last``) and written as they are. ``attach`` returns None for any other server,
-    and everything then goes through ASGI ``send``.
-    """
-
-    __slots__ = ("_proto", "_plain")
-
-    _REQUIRED = ("conn", "transport", "writable", "close_sent")
-    #: (payload, frame) of the last frame built: fan-out sends one payload to many connections.
-    _last: tuple[bytes, bytes] = (b"", text_frame(b""))
-
-    def __init__(self, proto: Any) -> None:
-        self._proto = proto
-        self._plain = not proto.conn.extensions
-
-    @classmethod
-    def attach(cls, send: Send) -> DirectWriter | None:
-        """A writer for the protocol behind ``send``, if it is uvicorn's sans-I/O one."""
-        proto = getattr(send, "__self__", None)
-        sansio = any(c.__name__ == "WebSocketsSansIOProtocol" for c in type(proto).__mro__)
-        if not sansio or not all(hasattr(proto, a) for a in cls._REQUIRED):
-            return None
-        return cls(proto)
-
-    def write(self, payload: bytes) -> bool:
-        """Write one text frame now; False if the socket is backed up or closing (queue it instead)."""
-        proto = self._proto
-        if proto.close_sent or not proto.writable.is_set() or proto.transport.is_closing():
-            return False
-        if self._plain and proto.conn.state is OPEN and not proto.conn.expect_continuation_frame:
-            last = DirectWriter._last
-            if last[0] is not payload:
-                last = DirectWriter._last = (payload, text_frame(payload))
-            proto.transport.write(last[1])
-        else:
-            proto.conn.send_text(payload)
-            proto.transport.write(b"".join(proto.conn.data_to_send()))
-        return True
-
-    def write_many(self, payloads: list[bytes]) -> bool:
-        """Write several text frames in one socket write; False if the socket is backed up."""
-        proto = self._proto
-        if proto.close_sent or not proto.writable.is_set() or proto.transport.is_closing():
-            return False
-        if self._plain and proto.conn.state is OPEN and not proto.conn.expect_continuation_frame:
-            proto.transport.write(b"".join(map(text_frame, payloads)))
-        else:
-            for payload in payloads:
-                proto.conn.send_text(payload)
-            proto.transport.write(b"".join(proto.conn.data_to_send()))
-        return True
-
-    def abort_if_stuck(self) -> None:
-        """Drop the connection if, ``close_timeout`` after closing, its socket still holds data."""
-        transport = self._proto.transport
-        if not transport.is_closing() or transport.get_write_buffer_size():
-            transport.abort()
-
-
 class WebSocketEndpoint:
     """ASGI app for ``/v1/ws``."""
 
@@ -240,6 +172,7 @@ class WebSocketEndpoint:
         self.auth_timeout = auth_timeout
         self.close_timeout = close_timeout
         self.connections: set[Connection] = set()
+        self._warned_slow_path = False
 
     def origin_allowed(self, headers: Headers) -> bool:
         """Browsers send ``Origin``; only the allowlist (or, when it is empty, the same host) may connect."""
@@ -263,8 +196,17 @@ class WebSocketEndpoint:
             await _reject(scope, send, 403, "origin not allowed")
             return
         await send({"type": "websocket.accept"})
+        sink = scope.get("extensions", {}).get(DIRECT_SEND)
+        if sink is None and not self._warned_slow_path:
+            self._warned_slow_path = True
+            log.warning("the server offers no %s: WebSocket frames go through ASGI send (slower fan-out)", DIRECT_SEND)
         conn = Connection(
-            send, limit=self.queue_size, close_timeout=self.close_timeout, metrics=self.metrics, client=client
+            send,
+            limit=self.queue_size,
+            close_timeout=self.close_timeout,
+            metrics=self.metrics,
+            client=client,
+            sink=sink,
         )
         self.connections.add(conn)
         self.metrics.connections.inc()
@@ -339,7 +281,7 @@ class Session:
             try:
                 self._adopt(await self.endpoint.auth.from_headers(headers))
             except Unauthorized as exc:
-                conn.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
+                conn.close(exc.close_code or CLOSE_UNAUTHENTICATED, exc.detail[:120])
                 return
         else:
             try:
@@ -354,10 +296,34 @@ class Session:
             if not await self._handle_message(await receive()):
                 return
 
+    def _reauthenticate(self, principal: Principal, ref: protocol.Ref) -> None:
+        """An ``auth`` message (SPEC §5 "Re-authentication").
+
+        The first one authenticates an anonymous connection. Later ones may only refresh the same
+        ``sub``: the new rights replace the old at once, subscriptions they no longer allow end
+        with ``unsubscribed`` (reason ``forbidden``), and the expiry close follows the new token.
+        A token for another ``sub`` is refused and changes nothing: a connection never collects
+        the rights of several principals, nor sheds the expiry of the first.
+        """
+        current = self.principal
+        if current.authenticated and principal.sub != current.sub:
+            log.info("%s: refused re-authentication as another sub", self.conn.client)
+            self.conn.send(protocol.error(Forbidden("re-authentication may only refresh the same sub"), ref))
+            return
+        self._adopt(principal)
+        for feed in self.service.reauthorize(self.conn, principal):
+            self.conn.send(protocol.unsubscribed(feed, reason="forbidden"))
+        self.conn.send(protocol.welcome(principal.sub, ref))
+
     def _adopt(self, principal: Principal) -> None:
+        """Take ``principal`` as the connection's caller and arm the close at its token's expiry.
+
+        A principal without ``exp`` (only with ``[auth] require_exp = false``) keeps the timer
+        of an earlier token: replacing credentials never cancels an expiry.
+        """
         self.principal = principal
-        self.cancel_expiry()
         if principal.expires_at is not None:
+            self.cancel_expiry()
             delay = max(principal.expires_at - time.time(), 0)
             self._expiry = asyncio.get_running_loop().call_later(
                 delay, self.conn.close, CLOSE_UNAUTHENTICATED, "token expired"
@@ -381,7 +347,7 @@ class Session:
                 self.endpoint.rate_limit.check(self._limit_key)
             except RateLimited as exc:  # a flooding client is cut off (SPEC §5: 4029)
                 self.conn.send(protocol.error(exc, protocol.peek_ref(data)))
-                self.conn.close(CLOSE_RATE_LIMITED, "rate limited")
+                self.conn.close(exc.close_code or CLOSE_RATE_LIMITED, "rate limited")
                 return False
         try:
             command = protocol.parse_command(data)
@@ -436,10 +402,9 @@ class Session:
                 principal = await self.endpoint.auth.verify_token(command.token)
             except Unauthorized as exc:  # a bad token ends the connection (SPEC §5: 4001)
                 conn.send(protocol.error(exc, ref))
-                conn.close(CLOSE_UNAUTHENTICATED, exc.detail[:120])
+                conn.close(exc.close_code or CLOSE_UNAUTHENTICATED, exc.detail[:120])
                 return
-            self._adopt(principal)
-            conn.send(protocol.welcome(principal.sub, ref))
+            self._reauthenticate(principal, ref)
         elif isinstance(command, protocol.Subscribe):
             since = (command.since.epoch, command.since.seq) if command.since else None
             await self.service.subscribe(conn, self.principal, command.feed, since, ref)

@@ -371,3 +371,94 @@ async def test_dashboard_form_without_parameters(start: Starter, page: Any, cons
         await page.wait_for_selector("li.card:has-text('hello from the form')")
         assert "feed=room%3A1" in page.url or "feed=room:1" in page.url
     assert console.unexpected() == []
+
+
+async def test_dashboard_for_a_reader(start: Starter, page: Any, console: Console) -> None:
+    """Read-only token: no Post, one message per forbidden feed, hidden counts, sentences, clamps, inspector, Escape."""
+    srv = await start()
+    admin = srv.token("ops", admin=True, name="Ops")
+    for activity in HISTORY:
+        await write(srv, admin, "room:lobby", activity)
+    long_text = "A very long note about the booking. " * 40
+    await write(srv, admin, "room:lobby", {"verb": "note.add", "object": "f4d1c8e5", "text": long_text, "time": ago(1)})
+    for i in range(3):
+        await write(srv, admin, "room:staff", {"verb": "say", "object": "o", "text": f"staff only {i}"})
+    reader = srv.token(
+        "alice", {"room:lobby": ["read", "member"], "room:staff": ["read"], "notifications:alice": ["read"]}
+    )
+    async with asyncio.timeout(60):
+        await page.goto(f"{srv.base}/demo/?token={reader}&feed=room:lobby&feed=room:staff&feed=secret:vault")
+        await page.wait_for_selector("body[data-status=live]")
+        await page.wait_for_function(f"document.querySelectorAll('{cards('room:lobby')}').length === 5")
+        assert await page.locator("header.topbar button.primary").is_hidden()  # no write right anywhere
+
+        # A feed the token may not read: one clear message, nothing else.
+        vault = page.locator('section.column[data-feed="secret:vault"]')
+        await vault.locator(".notice.error").wait_for()
+        await page.wait_for_timeout(300)
+        assert await vault.locator(".notice:visible").count() == 1
+        assert "may not read secret:vault" in await vault.locator(".notice").inner_text()
+        assert await vault.locator(".empty").is_hidden()
+        assert "Cannot" not in await vault.inner_text()
+
+        # A feed whose activities all leave the reader out says so, without showing them.
+        staff = page.locator('section.column[data-feed="room:staff"]')
+        await staff.locator(".hidden-hint").wait_for()
+        assert "3 activities here are not shown to you" in await staff.locator(".hidden-hint").inner_text()
+        assert "staff only" not in await staff.inner_text() and await staff.locator(".empty").is_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-reader.png"))
+
+        # Verbs read as sentences; long text is clamped until clicked.
+        lobby = page.locator('section.column[data-feed="room:lobby"]')
+        confirmed = lobby.locator("li.card", has_text="Alexandra Beaumont")
+        sentence = " ".join((await confirmed.locator(".line").inner_text()).split())
+        assert sentence.startswith("Alexandra Beaumont confirmed booking f4d1…"), sentence
+        note = lobby.locator("li.card", has_text="A very long note").locator(".text")
+        clamped = await note.evaluate("n => n.scrollHeight > n.clientHeight + 4")
+        assert clamped
+        await note.click()
+        assert await note.evaluate("n => n.scrollHeight <= n.clientHeight + 4")
+
+        # The raw-JSON inspector, closed with Escape.
+        await confirmed.hover()
+        await confirmed.locator("button.inspect").click()
+        inspector = page.locator("dialog.inspector[open]")
+        await inspector.wait_for()
+        raw = await inspector.locator("pre").inner_text()
+        assert '"verb": "booking.confirm"' in raw and '"id": "f4d1c8e5"' in raw
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-inspector.png"))
+        await page.keyboard.press("Escape")
+        await inspector.wait_for(state="detached")
+
+        # The notification panel closes with Escape too.
+        await page.locator("button.bell").wait_for(state="visible")
+        await page.click("button.bell")
+        await page.locator(".notif-panel").wait_for(state="visible")
+        await page.keyboard.press("Escape")
+        await page.locator(".notif-panel").wait_for(state="hidden")
+    assert console.unexpected() == []
+
+
+async def test_docs_try_it_with_a_token(start: Starter, page: Any, console: Console) -> None:
+    """/docs renders the generated description offline and its try-it calls the API with the given token."""
+    srv = await start()
+    token = srv.token("alice", FEEDS, name="Alice")
+    await write(srv, token, "room:docs", {"verb": "say", "object": "o", "text": "seen through the docs"})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    async with asyncio.timeout(60):
+        await page.goto(f"{srv.base}/docs#token={token}")
+        op = page.locator("#operations-activities-get_feeds_feed_activities")
+        await op.wait_for()
+        await op.locator(".opblock-summary").click()
+        await op.locator("input[placeholder=feed]").fill("room:docs")
+        await op.locator("button.execute").click()
+        status = op.locator(".live-responses-table tr.response .response-col_status").first
+        await status.wait_for()
+        assert (await status.inner_text()).strip() == "200"
+        assert "seen through the docs" in await op.locator(".live-responses-table").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "docs.png"))
+    assert all(url.startswith(srv.base) or url.startswith("data:") for url in requests), requests  # offline
+    assert console.unexpected() == []

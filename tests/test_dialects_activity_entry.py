@@ -157,7 +157,7 @@ async def test_entry_arrives_live_and_only_for_its_targets(server, author):
 
 
 async def test_dialects_are_described_in_openapi(server):
-    """Every dialect path appears in /openapi.json (and on /docs)."""
+    """Every dialect path appears in /openapi.json (rendered by /docs)."""
     paths = (await server.http().get("/openapi.json")).json()["paths"]
     for path in (
         "/api/activity-stream",
@@ -170,4 +170,3 @@ async def test_dialects_are_described_in_openapi(server):
         "/v1/activity-entries",
     ):
         assert path in paths, path
-    assert "/v2/activities/add" in (await server.http().get("/docs")).text

@@ -265,7 +265,7 @@ async def test_health_ready_metrics_openapi_docs(server, api):
     assert doc["openapi"].startswith("3.") and "/v1/feeds/{feed}/activities" in doc["paths"]
     assert "ActivityIn" in doc["components"]["schemas"]
     docs = await api.get("/docs")
-    assert docs.status_code == 200 and "/v1/feeds/{feed}/activities" in docs.text
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
 
 
 async def test_concurrent_writes_get_distinct_contiguous_seqs(api):

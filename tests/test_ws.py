@@ -298,3 +298,25 @@ async def test_permessage_deflate_when_enabled(server_factory):
     assert [e["seq"] for e in events] == [1, 2] and events[1]["activity"]["text"] == big["text"]
     plain = await server_factory()  # off by default: nothing negotiated
     assert not (await plain.ws(token)).protocol.extensions
+
+
+async def test_fast_path_is_engaged(server):
+    """Every connection writes frames through the protocol's FrameSink (not ASGI send): fails loudly if
+    a uvicorn/websockets upgrade stops offering it, instead of silently slowing fan-out down."""
+    from importlib.metadata import version
+
+    token = server.token("a", RIGHTS)
+    watchers = [await server.ws(token) for _ in range(3)]
+    for ws in watchers:
+        await subscribe(ws, "room:fast")
+    connections = list(server.app.ws.connections)
+    assert len(connections) == 3
+    assert all(c.direct for c in connections), (
+        f"WebSocket fast path not engaged with uvicorn {version('uvicorn')} / websockets {version('websockets')}: "
+        "see server/wsproto.py and the pins in pyproject.toml"
+    )
+    r = await server.http(token).post("/v1/feeds/room:fast/activities", json=ACTIVITY)
+    assert r.status_code == 201
+    for ws in watchers:
+        event = await recv(ws)
+        assert event["type"] == "activity" and event["activity"]["id"] == r.json()["activities"][0]["id"]

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import cluster as C
 from . import report
 from . import scenarios as S
 from . import targets as T
@@ -65,6 +66,18 @@ GROUPS: list[tuple[str, float, bool, Runner]] = [
     ("redis", 10, False, lambda c, st: T.redis_benchmark(c.redis.port, 20_000 if c.settings.quick else 100_000)),
     ("raw_ws", 40, False, lambda c, st: S.group_ws(c, st.raw(), with_http=False)),
     ("ours_ws", 50, True, lambda c, st: S.group_ws(c, st.ours(), with_http=True)),
+    (
+        "ours_getstream",
+        20,
+        True,
+        lambda c, st: S.group_getstream(
+            c,
+            st.ours(
+                tag="-getstream",
+                overrides={"getstream": {"api_key": S.GETSTREAM_KEY, "api_secret": S.GETSTREAM_SECRET, "app_id": "1"}},
+            ),
+        ),
+    ),
     ("raw_personal", 15, False, lambda c, st: S.group_personal(c, st.raw(), None)),
     # Subscribers on one instance, publishes into a second one: the first one's CPU is then the
     # pure cost of delivering (Redis pub/sub in, WebSocket out).
@@ -86,6 +99,8 @@ GROUPS: list[tuple[str, float, bool, Runner]] = [
     ("raw_growth", 20, False, lambda c, st: S.group_growth(c, st.raw(), big_goal_step=True)),
     # The 10k-subscriber one-process step at 50k/s is for reference only: full runs only, for ours.
     ("ours_growth", 22, True, lambda c, st: S.group_growth(c, st.ours(), big_goal_step=not c.settings.quick)),
+    # Only with --cluster (or --only cluster): our server on a local 3-master cluster vs one node.
+    ("cluster", 60, True, lambda c, st: C.group_cluster(c, st)),
 ]
 
 
@@ -138,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="p99 cap for a fan-out step (N=1000) to count as kept up (default 500)",
     )
+    ap.add_argument(
+        "--cluster",
+        action="store_true",
+        help="only the cluster comparison: write, read and fan-out on a local 3-master cluster vs one node",
+    )
     ap.add_argument("--budget", type=float, default=None, help="override the time budget in seconds")
     args = ap.parse_args(argv)
 
@@ -150,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget:
         settings.budget_secs = args.budget
     only = set(args.only.split(",")) if args.only else None
+    if args.cluster:
+        only = {"cluster"}
     skip = set(args.skip.split(",")) if args.skip else set()
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -171,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.ours_ok, ctx.ours_note = T.ours_available()
         ctx.say(f"our server: {'available' if ctx.ours_ok else 'NOT available (' + ctx.ours_note + ')'}")
         for name, need, needs_ours, runner in GROUPS:
-            if (only and name not in only) or name in skip:
+            if (only and name not in only) or name in skip or (name == "cluster" and not only):
                 continue
             if needs_ours and not ctx.ours_ok:
                 groups[name] = {"skipped": "our server not available: " + ctx.ours_note}
@@ -203,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     checks = report.verdicts(sc)
     noise = report.host_noise(groups)
     print()
-    print(report.table(sc, checks, ours_ok))
+    if args.cluster:
+        print(C.table(groups.get("cluster") or {}))
+    else:
+        print(report.table(sc, checks, ours_ok))
     if noise["steps"]:
         print(
             f"\nhost noise: other processes (and kernel softirq) kept {noise['median_other_cores']:.2f} cores busy"

@@ -520,6 +520,94 @@ def group_http(ctx: Ctx, target: T.OursTarget) -> dict[str, Any]:
     }
 
 
+def group_getstream(ctx: Ctx, target: T.OursTarget) -> dict[str, Any]:
+    """GetStream compatibility (SPEC §11): add-activity and feed-read through ``/api/v1.0/`` as the
+    official clients send them, each as a ratio to the native endpoint measured in the same run
+    (interleaved repeats, same server, same feeds' sizes). Goal: >= 0.8x."""
+    import jwt  # PyJWT, as make_token
+
+    s = ctx.settings
+    native_auth = {
+        "Authorization": "Bearer " + make_token(target.secret, "bench-gs", {"bench:*": ["read", "write", "member"]})
+    }
+    gs_token = jwt.encode({"resource": "*", "action": "*", "feed_id": "*"}, GETSTREAM_SECRET, algorithm="HS256")
+    gs_auth = {"Authorization": gs_token, "stream-auth-type": "jwt", "Content-Type": "application/json"}
+    key = f"api_key={GETSTREAM_KEY}"
+    native_one = {"verb": "post", "object": "o:1", "audience": ["everyone"]}
+    gs_one = {"actor": "bench-gs", "verb": "post", "object": "o:1"}
+    for path, body, headers in (
+        (
+            "/v1/feeds/bench:nhist/activities",
+            {"activities": [{**native_one, "object": f"o:{i}"} for i in range(100)]},
+            native_auth,
+        ),
+        (
+            f"/api/v1.0/feed/bench/ghist/?{key}",
+            {"activities": [{**gs_one, "object": f"o:{i}"} for i in range(100)]},
+            gs_auth,
+        ),
+    ):
+        st, answer = http_request(target.port, "POST", path, json.dumps(body).encode(), headers)
+        if st != 201:
+            raise BenchError(f"prefill {path} answered {st}: {answer[:300]!r}")
+    kinds = {
+        "native_add": {
+            "method": "POST",
+            "path": "/v1/feeds/bench:nadd/activities",
+            "headers": native_auth,
+            "body": json.dumps(native_one),
+        },
+        "gs_add": {
+            "method": "POST",
+            "path": f"/api/v1.0/feed/bench/gadd/?{key}",
+            "headers": gs_auth,
+            "body": json.dumps(gs_one),
+        },
+        "native_read": {"method": "GET", "path": "/v1/feeds/bench:nhist/activities?limit=25", "headers": native_auth},
+        "gs_read": {"method": "GET", "path": f"/api/v1.0/feed/bench/ghist/?limit=25&{key}", "headers": gs_auth},
+    }
+    runs: dict[str, list[float]] = {k: [] for k in kinds}
+    for rep in range(s.http_repeats):
+        for kind, req in kinds.items():
+            spec = {
+                "port": target.port,
+                "conns": 50,
+                "requests": [req],
+                "warmup": 0.5,
+                "duration": s.http_secs,
+                "cpu": {"server": target.cpu_pids(), "redis": ctx.redis.cpu_pids()},
+            }
+            r = http_load(ctx.logdir, f"gs-{kind}-{rep}", spec)
+            ctx.say(f"    {kind:>12} {r['ok_per_s']:>9,.0f} ok/s  statuses {r['statuses']}  p99 {_fmt(r['p99_ms'])} ms")
+            if r["first_bad"]:
+                ctx.say(f"      first non-2xx: {r['first_bad'][0][:300]!r}")
+            runs[kind].append(r["ok_per_s"])
+
+    def ratio(gs: str, native: str) -> float | None:
+        a, b = median(list(runs[gs])), median(list(runs[native]))
+        return round(a / b, 3) if a and b else None
+
+    return {
+        "add_activity": {
+            "getstream_per_s": median(list(runs["gs_add"])),
+            "native_per_s": median(list(runs["native_add"])),
+            "ratio": ratio("gs_add", "native_add"),
+            "goal": 0.8,
+        },
+        "read_feed": {
+            "getstream_per_s": median(list(runs["gs_read"])),
+            "native_per_s": median(list(runs["native_read"])),
+            "ratio": ratio("gs_read", "native_read"),
+            "goal": 0.8,
+        },
+    }
+
+
+#: The GetStream app of the ``getstream`` group's server (``[getstream]`` overrides in ``__main__``).
+GETSTREAM_KEY = "bench-key"
+GETSTREAM_SECRET = "bench-getstream-secret-" + "b" * 16
+
+
 def group_personal(ctx: Ctx, target: T.Target, ingest: T.Target | None) -> dict[str, Any]:
     """10k feeds with one subscriber each (+ idle memory per connection, measured on the way)."""
     s = ctx.settings

@@ -31,6 +31,31 @@ class HttpError extends Error {
   }
 }
 
+/**
+ * What the token lets its holder do, read from its `feeds` and `admin` claims (not verified here:
+ * the server decides; this only hides controls that would be refused). `null` when the token is
+ * not a readable JWT (then nothing is hidden).
+ */
+export function tokenRights(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+    const feeds = claims.feeds && typeof claims.feeds === "object" ? claims.feeds : {};
+    const rights = (feed) => {
+      if (claims.admin === true) return new Set(["read", "write", "member", "admin"]);
+      const out = new Set();
+      for (const [pattern, names] of Object.entries(feeds)) {
+        const matches = pattern.endsWith("*") ? feed.startsWith(pattern.slice(0, -1)) : pattern === feed;
+        if (matches && Array.isArray(names)) for (const n of names) out.add(n);
+      }
+      return out;
+    };
+    return { sub: claims.sub, canWrite: (feed) => ["write", "admin"].some((r) => rights(feed).has(r)) };
+  } catch {
+    return null;
+  }
+}
+
 /** Read `?token=…&feed=…&feed=…` (feeds may also be comma-separated). */
 function readParams(search) {
   const params = new URLSearchParams(search);
@@ -54,11 +79,13 @@ class FeedColumn {
     this.gen = 0; // bumped on each (re)load: items of an older generation are stale
     this.next = null;
     this.sub = null;
+    this.blocked = null; // why this feed cannot be read (one message; nothing else shown then)
 
     this.list = el("ol.items", { "aria-live": "polite" });
     this.count = el("span.count", {}, "");
     this.cursor = el("span.cursor", { title: "resume cursor (epoch · seq)" }, "");
-    this.notice = el("div.notice", { hidden: true });
+    this.notice = el("div.notice", { hidden: true, role: "status" });
+    this.hiddenHint = el("p.hint.hidden-hint", { hidden: true });
     this.empty = el("div.empty", {}, icon("sparkles"), el("p", {}, "Nothing here yet."), el("p.hint", {}, "New activity will appear live."));
     this.more = el("button.more", { type: "button", hidden: true }, "Load older");
     this.more.addEventListener("click", () => this.loadOlder());
@@ -67,6 +94,7 @@ class FeedColumn {
       { dataset: { feed } },
       el("header.column-head", {}, el("h2", { title: feed }, feed), el("div.meta", {}, this.count, this.cursor)),
       this.notice,
+      this.hiddenHint,
       this.list,
       this.empty,
       this.more,
@@ -86,7 +114,7 @@ class FeedColumn {
         this.app.toast(`${this.feed}: ${reason === "reset" ? "history changed" : "missed too much"} — reloading`, "warn");
         this.reload();
       },
-      onError: (err) => this.setNotice(`Cannot subscribe: ${err.detail || err.message}`, "error"),
+      onError: (err) => this.block(err.code === "unauthorized" ? 401 : 403, err.detail || err.message),
     });
   }
 
@@ -101,10 +129,13 @@ class FeedColumn {
       for (const a of page.results || []) this.merge(a, a.seq ?? 0, { live: false });
       for (const [id, item] of this.items) if (item.gen !== gen) this.remove(id, false);
       this.next = page.next || null;
+      this.blocked = null;
       this.setNotice(null);
+      this.showHidden(page.hidden);
     } catch (err) {
       if (gen !== this.gen) return;
-      this.setNotice(`Cannot read history: ${err.message}`, "error");
+      if (err.status === 401 || err.status === 403) this.block(err.status, err.message);
+      else this.setNotice(`Cannot read history: ${err.message}`, "error");
     } finally {
       if (gen === this.gen) this.root.classList.remove("loading");
       this.renderMeta();
@@ -189,6 +220,27 @@ class FeedColumn {
     setTimeout(() => item.node.remove(), REMOVE_ANIMATION_MS);
   }
 
+  /** The feed cannot be read with this token: one clear message instead of the column's content. */
+  block(status, detail) {
+    const who = this.app.token ? "this token" : "an anonymous reader";
+    this.blocked =
+      status === 401 && !this.app.token
+        ? `${this.feed} is not public: open the dashboard with a token to read it.`
+        : `${who[0].toUpperCase()}${who.slice(1)} may not read ${this.feed}${detail ? ` (${detail})` : ""}.`;
+    this.root.classList.add("blocked");
+    this.setNotice(this.blocked, "error");
+    this.renderMeta();
+  }
+
+  /** Say that the page left activities out (their audience excludes the reader), not which. */
+  showHidden(n) {
+    this.hiddenHint.hidden = !n;
+    this.hiddenHint.textContent = n
+      ? `${n} ${n === 1 ? "activity" : "activities"} here ${n === 1 ? "is" : "are"} not shown to you: ` +
+        "their audience leaves you out."
+      : "";
+  }
+
   setNotice(text, kind = "info") {
     this.notice.hidden = !text;
     this.notice.className = `notice ${kind}`;
@@ -201,8 +253,9 @@ class FeedColumn {
     const c = this.sub && this.sub.cursor;
     this.cursor.textContent = c && c.epoch ? `seq ${c.seq ?? "…"}` : "";
     this.cursor.title = c && c.epoch ? `resume cursor: epoch ${c.epoch}, seq ${c.seq ?? "unknown"}` : "";
-    this.empty.hidden = n > 0 || this.root.classList.contains("loading");
-    this.more.hidden = !this.next;
+    // The empty state would contradict a "not shown to you" hint or a blocked feed's message.
+    this.empty.hidden = n > 0 || this.root.classList.contains("loading") || Boolean(this.blocked) || !this.hiddenHint.hidden;
+    this.more.hidden = !this.next || Boolean(this.blocked);
   }
 }
 
@@ -214,7 +267,7 @@ function sortKey(a) {
 // -- the unseen-notifications badge ------------------------------------------------------------
 
 /**
- * The caller's unseen notification count (SPEC §6): read from `GET /v1/notifications`, refreshed
+ * The caller's unseen notification count: read from `GET /v1/notifications`, refreshed
  * when something arrives on the caller's `notifications:<sub>` feed, and set directly by the live
  * count pushes (`{"type":"notifications","unseen":n,"unread":m}`). Where the server has no
  * notifications endpoint (404) the bell stays hidden.
@@ -324,6 +377,9 @@ class Dashboard {
     this.toasts = el("div.toasts", { "aria-live": "polite" });
     this.notifications = new Notifications(this);
     this._countdown = null;
+    this.rights = this.token ? tokenRights(this.token) : null;
+    // Feeds the composer offers: those the token may write to (all of them if it cannot be read).
+    this.writable = !this.token ? [] : this.rights ? this.feeds.filter((f) => this.rights.canWrite(f)) : this.feeds;
   }
 
   /** `fetch` against the feed server with the token; JSON in and out; throws `HttpError`. */
@@ -357,6 +413,15 @@ class Dashboard {
     });
     this.client.on("error", (err) => this.toast(err.detail || err.message, "error"));
     for (const column of this.columns.values()) column.subscribe(this.client);
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Escape") return;
+      this.notifications.panel.hidden = true; // dialogs (composer, inspector) close on Escape by themselves
+      for (const d of document.querySelectorAll("dialog[open]")) d.close();
+    });
+    document.addEventListener("click", (ev) => {
+      const panel = this.notifications.panel;
+      if (!panel.hidden && !panel.contains(ev.target) && !this.notifications.button.contains(ev.target)) panel.hidden = true;
+    });
     this.client.connect();
     this.tick();
     setInterval(() => this.tick(), 10_000);
@@ -375,7 +440,7 @@ class Dashboard {
   }
 
   renderShell() {
-    const compose = el("button.primary", { type: "button", hidden: !this.token, title: "Post an activity" }, icon("plus"), "Post");
+    const compose = el("button.primary", { type: "button", hidden: !this.writable.length, title: "Post an activity" }, icon("plus"), "Post");
     compose.addEventListener("click", () => this.openComposer());
     const settings = el("button.icon-button", { type: "button", title: "Change token or feeds" }, icon("settings"));
     settings.addEventListener("click", () => {
@@ -448,7 +513,7 @@ class Dashboard {
   // -- composer ---------------------------------------------------------------------------------
 
   composer() {
-    const feedSelect = el("select", { name: "feed" }, this.feeds.map((f) => el("option", { value: f }, f)));
+    const feedSelect = el("select", { name: "feed" }, this.writable.map((f) => el("option", { value: f }, f)));
     const emotions = ["", "fire", "love", "like", "happy", "party", "wow", "sad"];
     this.form = el(
       "form.compose",

@@ -1,7 +1,7 @@
 /**
- * render.js — turns one activity (SPEC §2) into a card element, plus the small formatting helpers
- * it needs (initials, colours, relative times, templates). Everything is built with DOM calls and
- * `textContent`, never `innerHTML`: activity fields are user input.
+ * render.js — turns one activity into a card element, plus the small formatting helpers it needs
+ * (initials, colours, relative times, templates, verbs as sentences). Everything is built with DOM
+ * calls and `textContent`, never `innerHTML`: activity fields are user input.
  */
 
 import { hasIcon, icon } from "./icons.js";
@@ -69,6 +69,80 @@ export function renderTemplate(template, data = {}) {
   }
   if (last < template.length) parts.push({ text: template.slice(last) });
   return parts;
+}
+
+// -- verbs as sentences ----------------------------------------------------------------------------
+
+/**
+ * Verbs (or their action part, after the last `.`) → the phrase that follows the actor. Verbs not
+ * listed get a regular past tense: `booking.confirm` → "confirmed booking …".
+ */
+export const VERB_PHRASES = {
+  "comment.add": "commented on",
+  "comment.update": "edited a comment on",
+  "comment.delete": "deleted a comment on",
+  "reaction.add": "reacted to",
+  comment: "commented on",
+  mention: "mentioned you in",
+  like: "liked",
+  follow: "followed",
+  share: "shared",
+  say: "said something about",
+  post: "posted",
+  add: "added",
+  upload: "uploaded",
+  send: "sent",
+  pay: "paid",
+  make: "made",
+  write: "wrote",
+  begin: "began",
+  finish: "finished",
+  check_in: "checked in to",
+  checkin: "checked in to",
+};
+
+const IRREGULAR = { send: "sent", pay: "paid", make: "made", write: "wrote", begin: "began", buy: "bought", get: "got" };
+
+/** A regular English past tense: confirm → confirmed, update → updated, apply → applied. */
+export function pastTense(word) {
+  const w = String(word).toLowerCase();
+  if (IRREGULAR[w]) return IRREGULAR[w];
+  if (/ed$/.test(w)) return w;
+  if (/e$/.test(w)) return `${w}d`;
+  if (/[^aeiou]y$/.test(w)) return `${w.slice(0, -1)}ied`;
+  if (/^(stop|plan|drop|ship|tag|pin|log)$/.test(w)) return `${w}${w.slice(-1)}ed`;
+  return `${w}ed`;
+}
+
+/** Opaque ids are shortened ("f4d1c8e5" → "f4d1…"; the inspector shows them whole); names are kept. */
+export function shortId(id) {
+  const text = String(id ?? "");
+  if (/^[0-9a-f]{8,}$/i.test(text) || /^[0-9A-Za-z]{20,}$/.test(text)) return `${text.slice(0, 4)}…`;
+  return text.length > 40 ? `${text.slice(0, 39)}…` : text;
+}
+
+/**
+ * The parts of the sentence after the actor: `{phrase, object}` — "confirmed" + "booking f4d1…"
+ * for `booking.confirm` on `{id: "f4d1c8e5", type: "booking"}`.
+ */
+export function verbSentence(activity) {
+  const verb = String(activity.verb || "");
+  const dot = verb.lastIndexOf(".");
+  const noun = dot > 0 ? verb.slice(0, dot).split(".").pop().replace(/_/g, " ") : "";
+  const action = dot > 0 ? verb.slice(dot + 1) : verb;
+  let phrase = VERB_PHRASES[verb] ?? VERB_PHRASES[action];
+  if (phrase === undefined) {
+    phrase = /^[A-Za-z]+$/.test(action) ? pastTense(action) : verb.replace(/[._]/g, " ");
+  }
+  const obj = activity.object;
+  let object = "";
+  if (obj && typeof obj === "object") {
+    object = [obj.type || noun, obj.name || shortId(obj.id)].filter(Boolean).join(" ");
+  } else if (obj !== undefined && obj !== null && obj !== "") {
+    const text = String(obj);
+    object = noun && !text.toLowerCase().startsWith(noun.toLowerCase()) ? `${noun} ${shortId(text)}` : shortId(text);
+  }
+  return { phrase, object };
 }
 
 /** Which icon suits an activity: its `icon` field when we know it, else a guess from the verb. */
@@ -212,14 +286,27 @@ function valueText(v) {
 /** The card for one activity. `now` is for the relative time (refreshed by `refreshTimes`). */
 export function activityCard(a, now = Date.now()) {
   const actorName = label(a.actor) || "Someone";
+  const { phrase, object } = verbSentence(a);
+  // A template is the activity's own sentence (shown below); otherwise the verb reads as one.
+  const sentence = a.template
+    ? []
+    : [
+        el("span.phrase", { title: `verb: ${a.verb || ""}` }, phrase),
+        object ? el("span.object", { title: label(a.object) }, object) : null,
+        a.target ? el("span.target", { title: "target" }, "→ ", label(a.target)) : null,
+      ];
+  const inspect = el("button.inspect", { type: "button", title: "Show the raw JSON", "aria-label": "Show the raw JSON" }, "{ }");
+  inspect.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    inspectActivity(a);
+  });
   const head = el(
     "div.line",
     {},
     el("strong.actor", {}, actorName),
-    el("span.verb", { title: "verb" }, a.verb || ""),
-    a.object ? el("span.object", { title: "object" }, label(a.object)) : null,
-    a.target ? el("span.target", { title: "target" }, "→ ", label(a.target)) : null,
+    sentence,
     el("time.when", { datetime: a.time, title: new Date(a.time).toLocaleString() }, relativeTime(a.time, now)),
+    inspect,
   );
 
   const body = [];
@@ -233,7 +320,12 @@ export function activityCard(a, now = Date.now()) {
       ),
     );
   }
-  if (a.text) body.push(el("p.text", {}, a.text));
+  if (a.text) {
+    // Long text is clamped to a few lines; a click shows it whole (and folds it again).
+    const text = el("p.text.clamp", { title: "" }, a.text);
+    text.addEventListener("click", () => text.classList.toggle("expanded"));
+    body.push(text);
+  }
   if (!a.text && !a.template && a.i18n_key) body.push(el("p.i18n", { title: "i18n key" }, a.i18n_key));
   if (a.changes && typeof a.changes === "object") {
     const rows = Object.entries(a.changes).map(([field, c]) =>
@@ -266,6 +358,31 @@ export function activityCard(a, now = Date.now()) {
     avatar(a.actor, verbIcon(a)),
     el("div.content", {}, head, body, foot),
   );
+}
+
+/** Open the raw-JSON inspector for an activity (one shared dialog; Escape or Close closes it). */
+export function inspectActivity(a) {
+  let dialog = document.querySelector("dialog.inspector");
+  if (!dialog) {
+    const close = el("button.ghost", { type: "button" }, "Close");
+    const copy = el("button.ghost", { type: "button" }, "Copy");
+    dialog = el(
+      "dialog.inspector",
+      { "aria-label": "Activity JSON" },
+      el("header", {}, el("h3", {}, "Activity"), el("span.spacer"), copy, close),
+      el("pre.json", {}),
+    );
+    close.addEventListener("click", () => dialog.close());
+    copy.addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText(dialog.querySelector("pre").textContent));
+    dialog.addEventListener("click", (ev) => {
+      if (ev.target === dialog) dialog.close(); // a click on the backdrop
+    });
+    document.body.append(dialog);
+  }
+  dialog.querySelector("h3").textContent = `${a.verb || "activity"} · ${a.id || ""}`;
+  dialog.querySelector("pre").textContent = JSON.stringify(a, null, 2);
+  if (!dialog.open) dialog.showModal();
+  return dialog;
 }
 
 /** Re-render every relative time under `root` (called on a timer). */

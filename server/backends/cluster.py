@@ -165,6 +165,8 @@ class ClusterPipeline:
             await asyncio.gather(*tasks, return_exceptions=True)
         for lane in lanes:
             await lane.disconnect()
+        if self._closing:  # connections of demoted masters still being closed in the background
+            await asyncio.gather(*self._closing, return_exceptions=True)
         for call in self._waiting:
             if not call.future.done():
                 call.future.set_exception(redis_errors.ConnectionError("shutting down"))

@@ -9,7 +9,7 @@ translation of our validation errors back into the dialect's field names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import FeedError, Invalid
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from starlette.routing import Route
+    from starlette.routing import BaseRoute
 
     from ..auth import Authenticator
     from ..openapi import OpenApi
@@ -219,13 +219,21 @@ def get_path(doc: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def dialect_routes(service: FeedService, auth: Authenticator, openapi: OpenApi, max_body_bytes: int) -> list[Route]:
-    """The routes of every seed dialect; each also describes its paths in ``openapi``."""
+def dialect_routes(
+    service: FeedService,
+    auth: Authenticator,
+    openapi: OpenApi,
+    max_body_bytes: int,
+    *,
+    extra: Sequence[BaseRoute] = (),
+) -> list[BaseRoute]:
+    """The routes of every seed dialect; each also describes its paths in ``openapi``. ``extra``:
+    routes of dialects built with more than the service (GetStream: ``getstream.getstream_routes``)."""
     from .activity_entry import ActivityEntryApi
     from .velt import VeltApi
     from .wink import WinkApi
 
-    routes: list[Route] = []
+    routes: list[BaseRoute] = list(extra)  # first: one prefix test each (a Mount), most traffic
     for api in (
         WinkApi(service, auth, max_body_bytes=max_body_bytes),
         VeltApi(service, auth, max_body_bytes=max_body_bytes),

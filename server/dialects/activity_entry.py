@@ -22,9 +22,10 @@ from starlette.routing import Route
 from ..auth import Authenticator
 from ..http import json_response, principal_of, read_json
 from ..models import FEED_NAME, parse_time
-from ..openapi import OpenApi, json_body, problem
+from ..openapi import COMMON_PROBLEMS, OpenApi, Reply
 from ..service import FeedService
 from . import Field, FieldError, FieldTable, invalid, text
+from .schemas import ActivityEntryIn, EntryCreated
 
 #: ActivityTarget ``@type`` → audience type.
 TARGET_TYPES = {"Identity": "identity", "Everyone": "everyone", "Members": "members", "Public": "public"}
@@ -148,43 +149,18 @@ class ActivityEntryApi:
         return json_response({"id": orjson.loads(body)["id"]}, 201)
 
     def describe(self, openapi: OpenApi) -> None:
-        """Add the ActivityEntry path to the OpenAPI description."""
-        target = {
-            "type": "object",
-            "properties": {
-                "@type": {"type": "string", "enum": list(TARGET_TYPES), "default": "Identity"},
-                "targetId": {"type": "string"},
-                "notify": {"type": "boolean"},
-            },
-        }
-        entry = {
-            "type": "object",
-            "required": ["@type", "objectId", "objectType"],
-            "properties": {
-                "@type": {"type": "string", "description": "the verb"},
-                "actor": {"oneOf": [{"type": "string"}, {"type": "object"}]},
-                "attachments": {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
-                "objectId": {"type": "string"},
-                "objectType": {"type": "string"},
-                "publishedAt": {"type": "string", "format": "date-time"},
-                "targets": {"type": "array", "items": target},
-            },
-            "additionalProperties": True,
-        }
-        openapi.add_path(
+        """Add the ActivityEntry path to the OpenAPI description (from ``schemas``' models)."""
+        openapi.operation(
             "/v1/activity-entries",
             "post",
-            {
-                "summary": "ActivityEntry: publish to feed <objectType>:<objectId>",
-                "tags": ["dialects"],
-                "requestBody": json_body(entry),
-                "responses": {
-                    "201": json_body({"type": "object", "properties": {"id": {"type": "string"}}}, "The new id"),
-                    "400": problem("Malformed JSON"),
-                    "401": problem("No or invalid credentials"),
-                    "403": problem("Not allowed"),
-                    "422": problem("Invalid fields (ActivityEntry names)"),
-                },
+            summary="ActivityEntry: publish to feed <objectType>:<objectId>",
+            tags=["dialect: ActivityEntry"],
+            body=ActivityEntryIn,
+            responses={201: Reply(EntryCreated, "The new activity's id")},
+            problems={
+                **COMMON_PROBLEMS,
+                413: "The activity is over [feeds] max_activity_bytes",
+                422: "Invalid fields (in ActivityEntry's names)",
             },
         )
 

@@ -31,9 +31,17 @@ from ..auth import Authenticator
 from ..errors import FeedError, NotFound, Unauthorized, Unavailable
 from ..http import json_response, read_json
 from ..models import FEED_NAME, parse_time, time_ms
-from ..openapi import OpenApi, json_body
+from ..openapi import OpenApi, Reply
 from ..service import FeedService, PageQuery
 from . import Field, FieldError, FieldTable, invalid, mapping, text
+from .schemas import (
+    VeltAddResponse,
+    VeltError,
+    VeltGetResponse,
+    VeltHeaders,
+    VeltOutcomesResponse,
+    velt_models,
+)
 
 log = logging.getLogger("feedserver.dialects.velt")
 
@@ -487,40 +495,38 @@ class VeltApi:
 
     def describe(self, openapi: OpenApi) -> None:
         """Add the Velt paths to the OpenAPI description (errors in Velt's shape, not problems)."""
-        headers = [
-            {"name": "x-velt-auth-token", "in": "header", "required": True, "schema": {"type": "string"}},
-            {"name": "x-velt-api-key", "in": "header", "required": False, "schema": {"type": "string"}},
-        ]
-        error = json_body(
-            {
-                "type": "object",
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "properties": {"message": {"type": "string"}, "status": {"type": "string"}},
-                    }
-                },
-            },
-            "Velt error: INVALID_ARGUMENT (400), UNAUTHENTICATED (401), PERMISSION_DENIED (403), …",
+        bodies = velt_models(self.service.max_batch)
+        error = Reply(VeltError, "Velt error")
+        errors = {
+            400: Reply(VeltError, "INVALID_ARGUMENT (bad or missing fields) or FAILED_PRECONDITION"),
+            401: Reply(VeltError, "UNAUTHENTICATED: no or invalid x-velt-auth-token"),
+            403: Reply(VeltError, "PERMISSION_DENIED"),
+            404: Reply(VeltError, "NOT_FOUND"),
+            409: Reply(VeltError, "ALREADY_EXISTS"),
+            429: Reply(VeltError, "RESOURCE_EXHAUSTED (see Retry-After)"),
+            503: Reply(VeltError, "UNAVAILABLE (see Retry-After)"),
+        }
+        security: list[dict[str, list[str]]] = [{"veltAuthToken": []}, {"bearer": []}, {"apiKey": []}]
+        openapi.security_scheme(
+            "veltAuthToken",
+            {"type": "apiKey", "in": "header", "name": "x-velt-auth-token", "description": VeltHeaders.__doc__},
         )
-        result = json_body({"type": "object", "properties": {"result": {"type": "object"}}}, "Velt result")
-        body = {"type": "object", "required": ["data"], "properties": {"data": {"type": "object"}}}
-        for name, summary in (
-            ("add", "Velt: add activity logs to feed org:<organizationId>:doc:<documentId>"),
-            ("get", "Velt: activity logs of a document (filters, order, pageSize, pageToken)"),
-            ("update", "Velt: update activity logs by id (documentId required)"),
-            ("delete", "Velt: delete activity logs by ids, targetEntityId or document"),
+        for name, summary, result in (
+            ("add", "Velt: add activity logs to feed org:<organizationId>:doc:<documentId>", VeltAddResponse),
+            ("get", "Velt: activity logs of a document (filters, order, pageSize, pageToken)", VeltGetResponse),
+            ("update", "Velt: update activity logs by id", VeltOutcomesResponse),
+            ("delete", "Velt: delete activity logs by ids, targetEntityId or document", VeltOutcomesResponse),
         ):
-            openapi.add_path(
+            openapi.operation(
                 f"/v2/activities/{name}",
                 "post",
-                {
-                    "summary": summary,
-                    "tags": ["dialects"],
-                    "parameters": headers,
-                    "requestBody": json_body(body),
-                    "responses": {"200": result, "400": error, "401": error, "403": error},
-                },
+                summary=summary,
+                tags=["dialect: Velt"],
+                headers=VeltHeaders,
+                body=bodies[name],
+                responses={200: Reply(result, "Velt result"), **errors, 500: error},
+                problems={},
+                security=security,
             )
 
 

@@ -23,9 +23,10 @@ from ..auth import Authenticator
 from ..errors import BadRequest, Invalid
 from ..http import json_response, principal_of, read_json
 from ..models import FEED_NAME, parse_time
-from ..openapi import OpenApi, json_body, problem
+from ..openapi import COMMON_PROBLEMS, OpenApi, Reply
 from ..service import FeedService, PageQuery
 from . import Field, FieldError, FieldTable, invalid, text
+from .schemas import WinkEntityPath, WinkEntry, WinkEntryIn, WinkEntryPath, WinkEntryUpdate, WinkHeaders
 
 #: ``Wink-Version`` values served (Wink: "Allowed values: 2.0", "default: 2.0.0").
 WINK_VERSIONS = frozenset({"2.0", "2.0.0"})
@@ -212,93 +213,42 @@ class WinkApi:
         return json_response([to_entry(orjson.loads(body)) for body in reversed(page.bodies)])
 
     def describe(self, openapi: OpenApi) -> None:
-        """Add the Wink paths to the OpenAPI description."""
-        header = {
-            "name": "Wink-Version",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "enum": sorted(WINK_VERSIONS), "default": "2.0.0"},
+        """Add the Wink paths to the OpenAPI description (from ``schemas``' models)."""
+        problems = {
+            **COMMON_PROBLEMS,
+            400: "Malformed JSON or an unsupported Wink-Version",
+            422: "Invalid fields (in Wink's names)",
         }
-        entry = {
-            "type": "object",
-            "required": ["acl", "entityIdentifier"],
-            "properties": {
-                "acl": {"type": "string", "enum": list(ACL_TO_AUDIENCE)},
-                "entityIdentifier": {"type": "string"},
-                "eventDate": {"type": "string", "format": "date-time"},
-                "emotion": {"type": "string"},
-                "comment": {"type": "string"},
-                "i18nKey": {"type": "string"},
-                "attachmentId": {"type": "string"},
-                "user": {
-                    "type": "object",
-                    "properties": {
-                        "userIdentifier": {"type": "string"},
-                        "name": {"type": "string"},
-                        "profilePictureUrl": {"type": "string"},
-                    },
-                },
-                "version": {"type": "integer", "description": "PUT only: the version read (optimistic lock)"},
-            },
-        }
-        stored = {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "createdDate": {"type": "string"},
-                "lastUpdate": {"type": "string"},
-                "version": {"type": "integer"},
-                **entry["properties"],  # type: ignore[dict-item]
-            },
-        }
-        errors = {
-            "400": problem("Malformed JSON or unsupported Wink-Version"),
-            "401": problem("No or invalid credentials"),
-            "403": problem("Not allowed"),
-            "422": problem("Invalid fields (Wink names)"),
-        }
-        openapi.add_path(
+        openapi.operation(
             "/api/activity-stream",
             "post",
-            {
-                "summary": "Wink: create an activity stream entry (feed entity:<entityIdentifier>)",
-                "tags": ["dialects"],
-                "parameters": [header],
-                "requestBody": json_body(entry),
-                "responses": {"201": json_body(stored, "The stored entry"), **errors},
-            },
+            summary="Wink: create an activity stream entry (feed entity:<entityIdentifier>)",
+            tags=["dialect: Wink"],
+            headers=WinkHeaders,
+            body=WinkEntryIn,
+            responses={201: Reply(WinkEntry, "The stored entry")},
+            problems=problems,
         )
-        openapi.add_path(
+        openapi.operation(
             "/api/activity-stream/{entry_id}",
             "put",
-            {
-                "summary": "Wink: replace an entry (body version = optimistic lock)",
-                "tags": ["dialects"],
-                "parameters": [
-                    header,
-                    {"name": "entry_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                ],
-                "requestBody": json_body(entry),
-                "responses": {
-                    "200": json_body(stored, "The stored entry"),
-                    **errors,
-                    "404": problem("Unknown or hidden"),
-                    "412": problem("Stale version"),
-                },
-            },
+            summary="Wink: replace an entry (the body's version is the optimistic lock)",
+            tags=["dialect: Wink"],
+            path_params=WinkEntryPath,
+            headers=WinkHeaders,
+            body=WinkEntryUpdate,
+            responses={200: Reply(WinkEntry, "The stored entry")},
+            problems={**problems, 404: "Unknown, or hidden from the caller", 412: "Stale version"},
         )
-        openapi.add_path(
+        openapi.operation(
             "/api/activity-stream/{entity}/list",
             "get",
-            {
-                "summary": "Wink: the entity's latest entries, oldest first",
-                "tags": ["dialects"],
-                "parameters": [
-                    header,
-                    {"name": "entity", "in": "path", "required": True, "schema": {"type": "string"}},
-                ],
-                "responses": {"200": json_body({"type": "array", "items": stored}, "Entries"), **errors},
-            },
+            summary="Wink: the entity's latest entries, oldest first",
+            tags=["dialect: Wink"],
+            path_params=WinkEntityPath,
+            headers=WinkHeaders,
+            responses={200: Reply(list[WinkEntry], "Entries, oldest first")},
+            problems=problems,
         )
 
 

@@ -9,8 +9,9 @@
 -- Bounds are activity ids ("" for none). A bound that is no longer in the feed is placed by its
 -- score (the time inside a ULID, "" if the id is not a ULID). "desc" walks from the newest end
 -- of the window, "asc" from the oldest (the nearest ones above an id_gt bound).
--- Returns {"ok", last_examined_id, exhausted ("1"|""), n, id_1..id_n, body_1..body_n} in walking
--- order, or {"bad", message}.
+-- Returns {"ok", last_examined_id, exhausted ("1"|""), n, id_1..id_n, body_1..body_n, hidden} in
+-- walking order, or {"bad", message}. hidden: examined activities that match the filters but that
+-- the reader may not see (their number only, so a reader can be told that some exist).
 local CHUNK = 200
 
 -- How many activities sort above `id` (its rank, whether or not it is still in the feed).
@@ -45,39 +46,77 @@ local verb_filter, actor_filter = ARGV[13], ARGV[14]
 local roles = {}
 for i = 15, #ARGV do roles[ARGV[i]] = true end
 
--- The visibility line of an activity written before lines existed: built from its body.
+-- A visibility line is length-prefixed throughout (models.visibility): `<n>:<n bytes>` for the
+-- actor, the verb and each identity/role id, so no character inside an id can forge a token.
+-- `field` reads one such field at `pos`: its text and the position after it, or nil if malformed.
+local function field(line, pos)
+  local colon = string.find(line, ':', pos, true)
+  if not colon then return nil end
+  local digits = string.sub(line, pos, colon - 1)
+  if not string.match(digits, '^%d+$') then return nil end
+  local stop = colon + tonumber(digits)
+  if stop > #line then return nil end
+  return string.sub(line, colon + 1, stop), stop + 1
+end
+
+local function put(parts, text)
+  parts[#parts + 1] = #text .. ':' .. text
+end
+
+-- The visibility line of an activity without one (written before lines existed): from its body.
 local function line_of_body(id)
   local ok, doc = pcall(cjson.decode, redis.call('HGET', K_ACTS, id) or '{}')
   if not ok or type(doc) ~= 'table' then return nil end
   local actor = doc.actor
   if type(actor) == 'table' then actor = actor.id end
-  local parts = {tostring(actor or ''), tostring(doc.verb or '')}
+  local parts = {}
+  put(parts, type(actor) == 'string' and actor or '')
+  put(parts, type(doc.verb) == 'string' and doc.verb or '')
   for _, e in ipairs(type(doc.audience) == 'table' and doc.audience or {}) do
-    local t = e.type
+    local t = type(e) == 'table' and e.type or nil
     if t == 'public' then parts[#parts + 1] = 'p'
     elseif t == 'everyone' then parts[#parts + 1] = 'e'
     elseif t == 'members' then parts[#parts + 1] = 'm'
-    elseif t == 'identity' then parts[#parts + 1] = 'i:' .. tostring(e.id)
-    elseif t == 'role' then parts[#parts + 1] = 'r:' .. tostring(e.id) end
+    elseif (t == 'identity' or t == 'role') and type(e.id) == 'string' then
+      parts[#parts + 1] = string.sub(t, 1, 1)
+      put(parts, e.id)
+    end
   end
-  return table.concat(parts, '\31')
+  return table.concat(parts)
 end
 
--- The same rule as acl.Viewer.can_see, plus the filters.
+local hidden = 0
+
+-- The same rule as acl.Viewer.can_see, plus the filters. A malformed line admits nobody.
 local function wanted(line)
   if not line then return false end
-  local actor, rest = string.match(line, '^([^\31]*)\31(.*)$')
+  local actor, pos = field(line, 1)
   if not actor then return false end
-  local verb, tokens = string.match(rest, '^([^\31]*)(.*)$')
+  local verb
+  verb, pos = field(line, pos)
+  if not verb then return false end
   if verb_filter ~= '' and verb ~= verb_filter then return false end
   if actor_filter ~= '' and actor ~= actor_filter then return false end
   if sees_all or (sub ~= '' and actor == sub) then return true end
-  for token in string.gmatch(tokens, '\31([^\31]+)') do
-    if token == 'p' then return true end
-    if sub ~= '' then
-      if token == 'e' or (token == 'm' and member) then return true end
-      local kind, id = string.sub(token, 1, 1), string.sub(token, 3)
-      if (kind == 'i' and id == sub) or (kind == 'r' and roles[id]) then return true end
+  hidden = hidden + 1 -- taken back below when the audience lets the reader see it
+  while pos <= #line do
+    local kind = string.sub(line, pos, pos)
+    pos = pos + 1
+    local visible = false
+    if kind == 'p' then visible = true
+    elseif kind == 'e' then visible = sub ~= ''
+    elseif kind == 'm' then visible = sub ~= '' and member
+    elseif kind == 'i' or kind == 'r' then
+      local id
+      id, pos = field(line, pos)
+      if not id then return false end
+      visible = sub ~= '' and ((kind == 'i' and id == sub) or (kind == 'r' and roles[id] == true))
+    else
+      return false
+    end
+    if visible then
+      hidden = hidden - 1
+      return true
     end
   end
   return false
@@ -120,4 +159,5 @@ for i = 1, #ids, 512 do
     out[#out + 1] = body or ''
   end
 end
+out[#out + 1] = hidden
 return out
