@@ -38,7 +38,7 @@ from .config import Settings, load_settings, redis_db
 from .devsecret import dev_secret
 from .dialects.velt import velt_error
 from .embedded import EmbeddedRedis, free_port
-from .errors import FeedError, Unavailable
+from .errors import FeedError
 from .follow_routes import FollowApi
 from .follow_service import FollowService
 from .follows import Fanout, FanoutMetrics, FollowStore
@@ -448,12 +448,9 @@ class FeedApp:
 
 def _cluster_broker(urls: list[str], keys: Keys, hub: Hub, metrics: Metrics, s: Settings) -> BrokerContract:
     """The sharded pub/sub broker of a cluster (``backends.cluster_broker``, one connection per master)."""
-    try:
-        from .backends.cluster_broker import ClusterBroker  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # built separately (issue 10's pub/sub half): writes and reads work without it
-        log.error("this build has no cluster pub/sub broker: live events are unavailable on a cluster")
-        return _NoLiveEvents()
-    broker: BrokerContract = ClusterBroker(
+    from .backends.cluster_broker import ClusterBroker
+
+    return ClusterBroker(
         urls,
         keys,
         hub.on_event,
@@ -462,30 +459,6 @@ def _cluster_broker(urls: list[str], keys: Keys, hub: Hub, metrics: Metrics, s: 
         on_state=metrics.pubsub_state,
         metrics=metrics,
     )
-    return broker
-
-
-class _NoLiveEvents:
-    """The broker of a build without the cluster broker: every subscribe answers 503."""
-
-    connected = False
-
-    async def start(self) -> None:
-        """Nothing to connect."""
-
-    async def close(self) -> None:
-        """Nothing to close."""
-
-    async def subscribe(self, feed: str) -> None:
-        """Refuse (503): no live events."""
-        raise Unavailable("live events are unavailable on a cluster in this build", retry_after=60)
-
-    def unsubscribe(self, feed: str) -> None:
-        """Nothing subscribed."""
-
-    async def check_ready(self, timeout: float) -> None:
-        """Never ready for live events."""
-        raise Unavailable("live events are unavailable on a cluster in this build", retry_after=60)
 
 
 def create_app(settings: Settings | None = None) -> FeedApp:

@@ -117,6 +117,7 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
                     for key in keys:
                         pipe.delete(key)
                     pipe.execute()
+                client.connection_pool.disconnect()
         return
     client = redis.Redis.from_url(redis_url)
     try:

@@ -351,3 +351,36 @@ async def test_writes_during_sigkill_of_a_master_with_replica_acks(cluster):
             f"\nSIGKILL: {acked} writes acked (WAIT 1), {writers.statuses.get(503, 0)} refused; replica promoted "
             f"{promoted_after:.2f}s after the kill, every feed writable (WAIT 1 met) {writable:.2f}s after it"
         )
+
+
+async def test_writes_during_sigstop_of_a_master(cluster):
+    """SIGSTOP of a master (frozen: no FIN, no reply) under write load with min_replica_acks = 1:
+    201 or 503 only (its feeds time out after command_timeout), the server learns the new topology
+    from the other nodes while the frozen one hangs, and no acknowledged write is lost."""
+    feeds = [f for fs in feeds_per_master(cluster, 2, "stop").values() for f in fs]
+    async with cluster_server(cluster.url, min_replica_acks=1, command_timeout=1.0) as srv:
+        http = srv.http(srv.token("alice", RIGHTS))
+        victim = cluster.master_of_slot(slot_of(feeds[0]))
+        others = [f for f in feeds if cluster.master_of_slot(slot_of(f)) is not victim]
+        with Writers(http, feeds) as writers:
+            await asyncio.sleep(0.5)
+            cluster.kill(victim, signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            try:
+                await asyncio.sleep(0.5)
+                await until_writable(http, others, timeout=5)  # the other shards never stopped
+                promoted = await asyncio.to_thread(cluster.wait_promoted, victim)
+                promoted_after = time.monotonic() - stopped_at
+            finally:
+                cluster.kill(victim, signal.SIGCONT)  # it rejoins as the promoted master's replica
+            await until_writable(http, feeds, timeout=20)
+            writable = time.monotonic() - stopped_at
+            await asyncio.sleep(0.3)
+            await writers.stop()
+        acked = writers.check()
+        await all_readable(http, writers.acked)
+        assert pipeline_of(srv).owner(srv.app.keys.feed(feeds[0]).meta) == promoted.addr
+        print(
+            f"\nSIGSTOP: {acked} writes acked (WAIT 1), {writers.statuses.get(503, 0)} refused; replica promoted "
+            f"{promoted_after:.2f}s after the stop, every feed writable {writable:.2f}s after it (after SIGCONT)"
+        )

@@ -111,6 +111,7 @@ class ClusterPipeline:
         self._replicas: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._waiting: list[Call] = []  # calls whose slot has no known owner yet
+        self._suspects: set[str] = set()  # nodes whose connections failed lately: asked last
         self._closing: set[asyncio.Future[None]] = set()  # disconnects of lanes of demoted masters
         self._refresh_task: asyncio.Task[None] | None = None
         self._refresh_again = False
@@ -164,6 +165,8 @@ class ClusterPipeline:
             await asyncio.gather(*tasks, return_exceptions=True)
         for lane in lanes:
             await lane.disconnect()
+        if self._closing:  # connections of demoted masters still being closed in the background
+            await asyncio.gather(*self._closing, return_exceptions=True)
         for call in self._waiting:
             if not call.future.done():
                 call.future.set_exception(redis_errors.ConnectionError("shutting down"))
@@ -215,7 +218,9 @@ class ClusterPipeline:
         return unplaced
 
     def connection_failed(self, lane: Lane, exc: BaseException) -> None:
-        """A node failed or is no longer a master: learn the topology again (rate-limited)."""
+        """A node failed or is no longer a master: learn the topology again (rate-limited), asking
+        that node last."""
+        self._suspects.add(lane.addr)
         self._schedule_refresh()
 
     # -- routing ------------------------------------------------------------------------------
@@ -279,16 +284,23 @@ class ClusterPipeline:
                 return
 
     async def _refresh(self) -> bool:
-        """Read ``CLUSTER SLOTS`` from the first node that answers: masters, replicas, then seeds."""
-        candidates = list(dict.fromkeys([*self.masters, *self._replicas, *self._seeds]))
+        """Read ``CLUSTER SLOTS`` from the first node that answers: masters, replicas, then seeds,
+        nodes that just failed last. Each gets a fraction of ``timeout``, so one frozen node
+        (SIGSTOP, a black hole) cannot keep the table from being learnt from the others."""
+        known = list(dict.fromkeys([*self.masters, *self._replicas, *self._seeds]))
+        candidates = [a for a in known if a not in self._suspects] + [a for a in known if a in self._suspects]
+        each = max(self.timeout / 4, 0.1)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(2 * self.timeout):
                 for addr in candidates:
                     try:
-                        reply = await self._ask(addr, ("CLUSTER", "SLOTS"))
+                        async with asyncio.timeout(each):
+                            reply = await self._ask(addr, ("CLUSTER", "SLOTS"))
                     except (redis_errors.RedisError, OSError, TimeoutError):
+                        self._suspects.add(addr)
                         continue
                     if isinstance(reply, list) and reply:
+                        self._suspects.discard(addr)
                         self._apply(reply, addr)
                         return True
         except TimeoutError:
