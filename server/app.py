@@ -275,6 +275,7 @@ class FeedApp:
             max_body_bytes=max_body,
             timeout=s.redis.command_timeout,
             on_shutdown=self.dialect_shutdown,
+            openapi=self.openapi,
             model=GetStreamModel(self.follow_service, self.aggregation, self.model_api.enricher),
         )
 

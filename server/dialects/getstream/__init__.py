@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from ...backends.base import Pipeline
     from ...config import GetStreamSettings
     from ...keys import Keys
+    from ...openapi import OpenApi
     from ...service import FeedService
 
 
@@ -38,10 +39,12 @@ def getstream_routes(
     timeout: float,
     model: Callable[[GetStreamApi], None] | None = None,
     on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
+    openapi: OpenApi | None = None,
 ) -> list[BaseRoute]:
     """The GetStream routes (``/api/v1.0/…`` and ``/faye``); none when ``api_key`` is empty.
     ``on_shutdown`` receives what the app must await when it stops (the Bayeux endpoint's close).
-    Redis is reached only through ``pipeline`` (the app's shared command pipeline, any topology)."""
+    ``openapi`` gets the flat-feed paths described (``describe``). Redis is reached only through
+    ``pipeline`` (the app's shared command pipeline, any topology)."""
     if not settings.api_key:
         return []
     if not settings.api_secret:
@@ -55,6 +58,10 @@ def getstream_routes(
     api = GetStreamApi(service, auth, index, max_body_bytes=max_body_bytes)
     if model is not None:
         model(api)
+    if openapi is not None:
+        from .describe import describe
+
+        describe(openapi)
     bayeux = BayeuxEndpoint(service, auth, calls, keys, settings)
     if on_shutdown is not None:
         on_shutdown.append(bayeux.close)
