@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import ConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -266,21 +266,16 @@ class FeedApp:
         from .dialects.getstream import getstream_routes  # SPEC §11; none without [getstream] api_key
         from .dialects.getstream.model import GetStreamModel  # SPEC §12 through the GetStream dialect
 
-        # The GetStream dialect (branch gs) still talks to redis-py directly: a client of its own,
-        # only when the dialect is on (until it moves onto the command pipeline).
-        self.gs_redis: Redis | None = (
-            Redis.from_url(url, socket_timeout=None, protocol=2) if s.getstream.api_key else None
-        )
-        self.redis = self.gs_redis  # the name the GetStream tests use (branch gs), until it moves too
         self.dialect_shutdown: list[Callable[[], Awaitable[None]]] = []
         getstream = getstream_routes(
             self.service,
             s.getstream,
-            self.gs_redis,  # type: ignore[arg-type]
+            self.pipeline,
             self.keys,
             max_body_bytes=max_body,
             timeout=s.redis.command_timeout,
             on_shutdown=self.dialect_shutdown,
+            openapi=self.openapi,
             model=GetStreamModel(self.follow_service, self.aggregation, self.model_api.enricher),
         )
 
@@ -440,8 +435,6 @@ class FeedApp:
             await self.broker.close()
             await self.store.close()
             await self.copy_store.close()
-            if self.gs_redis is not None:
-                await self.gs_redis.aclose()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
 

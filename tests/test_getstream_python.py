@@ -6,6 +6,7 @@ pointed at ``base_url="http://localhost:<port>"`` of a server bound to 127.0.0.1
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 import stream
-from conftest import RunningServer, recv_until, subscribe
+from conftest import TIMEOUT, RunningServer, recv_until, redis_client, subscribe
 from getstream_support import GETSTREAM, GS_APP, GS_KEY, GS_SECRET, in_thread
 from stream.exceptions import ApiKeyException, InputException, SignatureException
 
@@ -357,9 +358,13 @@ async def test_index_forgets_activities_gone_elsewhere(gs: RunningServer) -> Non
     token = _token(resource="*", action="*", feed_id="*")
     _, added = await _gs_call(gs, "POST", "feed/user/idx/", token, json={"actor": "a", "verb": "v", "object": "o"})
     ids_key, _ = gs.app.keys.getstream_index(GS_APP)
-    assert await gs.app.redis.hget(ids_key, added["id"]) == b"user:idx"
-    native = gs.http(gs.token("admin", admin=True))
-    assert (await native.delete(f"/v1/feeds/user:idx/activities/{added['id']}")).status_code == 204
-    _, found = await _gs_call(gs, "GET", "activities/", token, params={"ids": added["id"]})
-    assert found["results"] == []
-    assert await gs.app.redis.hget(ids_key, added["id"]) is None
+    client = redis_client(gs.settings.redis.url)
+    try:
+        assert await asyncio.wait_for(client.hget(ids_key, added["id"]), TIMEOUT) == b"user:idx"
+        native = gs.http(gs.token("admin", admin=True))
+        assert (await native.delete(f"/v1/feeds/user:idx/activities/{added['id']}")).status_code == 204
+        _, found = await _gs_call(gs, "GET", "activities/", token, params={"ids": added["id"]})
+        assert found["results"] == []
+        assert await asyncio.wait_for(client.hget(ids_key, added["id"]), TIMEOUT) is None
+    finally:
+        await client.aclose()

@@ -14,6 +14,10 @@ audience rule as native WebSockets, per subscriber) and turns each change event 
 realtime payload in the client's queue; whichever process holds the client's ``/meta/connect``
 hands the queue over (at once when it is the same process, else within ``_POLL`` seconds). A sweep
 drops hub subscriptions whose client expired, disconnected or unsubscribed elsewhere.
+
+Redis is reached through the shared command pipeline (``server.calls.Calls``, any topology): a
+client's keys share the hash tag ``{bx:<clientId>}`` (one slot), so each step that touches several
+of them is one Lua script over that slot; process heartbeats are single keys.
 """
 
 from __future__ import annotations
@@ -35,14 +39,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..calls import Calls, pairs, text
 from ..errors import FeedError
 from ..models import FEED_NAME
 from .getstream.auth import GetStreamAuth
 from .getstream.shapes import to_theirs
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from redis.asyncio import Redis
-
     from ..config import GetStreamSettings
     from ..keys import Keys
     from ..service import FeedService
@@ -130,22 +133,20 @@ class BayeuxEndpoint:
         self,
         service: FeedService,
         auth: GetStreamAuth,
-        redis: Redis,
+        calls: Calls,
         keys: Keys,
         settings: GetStreamSettings,
-        *,
-        timeout: float,
     ) -> None:
         self.service = service
         self.auth = auth
-        self.redis = redis
+        self.calls = calls
         self.keys = keys
         self.app_id = settings.app_id
         self.hold = settings.bayeux_timeout
         # A held connect must not outlive its client: the TTL covers the hold and a reconnect.
         self.ttl_ms = int(max(settings.bayeux_client_ttl, settings.bayeux_timeout + 1) * 1000)
         self.max_queue = settings.bayeux_queue
-        self.timeout = timeout
+        self._scripts = {name: calls.script(source) for name, source in _SCRIPTS.items()}
         # client id → channel → peers (one per candidate feed), for subscriptions held here
         self._local: dict[str, dict[str, list[_Peer]]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
@@ -295,31 +296,29 @@ class BayeuxEndpoint:
         client_id = message.get("clientId")
         if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
             return None
-        meta, queue, subs = self.keys.bayeux_client(client_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.pexpire(meta, self.ttl_ms)
-            pipe.pexpire(queue, self.ttl_ms)
-            pipe.pexpire(subs, self.ttl_ms)
-            pipe.hgetall(meta)
-            alive, _, _, fields = await asyncio.wait_for(pipe.execute(), self.timeout)
-        if not alive:
+        keys = self.keys.bayeux_client(client_id)
+        fields = await self.calls.eval(self._scripts["touch"], keys, [self.ttl_ms])
+        if not fields:  # no meta hash: unknown or expired
             return None
         if holders:
-            nodes = {v.decode() for k, v in fields.items() if k.startswith(b"h:")} - {self.node}
+            nodes = {text(v) for k, v in pairs(fields) if text(k).startswith("h:")} - {self.node}
             if nodes and not await self._holders_alive(nodes):
-                await asyncio.wait_for(self.redis.delete(meta, queue, subs), self.timeout)
+                await self._delete_client(client_id)
                 self._drop(client_id)
                 return None
         return client_id
 
+    async def _delete_client(self, client_id: str) -> None:
+        keys = self.keys.bayeux_client(client_id)
+        await self.calls.cmd(keys[0], "DEL", *keys)  # one slot: a multi-key DEL is fine on a cluster
+
     async def _holders_alive(self, nodes: set[str]) -> bool:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for node in sorted(nodes):
-                pipe.exists(self.keys.bayeux_node(node))
-            return all(await asyncio.wait_for(pipe.execute(), self.timeout))
+        # Heartbeats live in different slots: one EXISTS each (pipelined per slot).
+        keys = [self.keys.bayeux_node(node) for node in sorted(nodes)]
+        return all(await self.calls.many([(key, "EXISTS", key) for key in keys]))
 
     async def _heartbeat(self) -> None:
-        await asyncio.wait_for(self.redis.set(self._node_key, b"1", px=self._node_ttl_ms), self.timeout)
+        await self.calls.cmd(self._node_key, "SET", self._node_key, b"1", "PX", self._node_ttl_ms)
 
     def _unknown_client(self, message: Mapping[str, Any]) -> dict[str, Any]:
         return _reply(
@@ -332,10 +331,7 @@ class BayeuxEndpoint:
     async def _handshake(self, message: Mapping[str, Any]) -> dict[str, Any]:
         client_id = secrets.token_hex(16)
         meta, _, _ = self.keys.bayeux_client(client_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(meta, "created", str(time.time()))
-            pipe.pexpire(meta, self.ttl_ms)
-            await asyncio.wait_for(pipe.execute(), self.timeout)
+        await self.calls.eval(self._scripts["handshake"], [meta], [str(time.time()), self.ttl_ms])
         return {
             **_reply(message),
             "clientId": client_id,
@@ -366,11 +362,7 @@ class BayeuxEndpoint:
             plans.append((channel, feeds))
         await self._heartbeat()
         meta, _, subs = self.keys.bayeux_client(client_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(subs, *channels)
-            pipe.pexpire(subs, self.ttl_ms)
-            pipe.hset(meta, mapping={f"h:{c}": self.node for c in channels})
-            await asyncio.wait_for(pipe.execute(), self.timeout)
+        await self.calls.eval(self._scripts["subscribe"], [meta, subs], [self.ttl_ms, self.node, *channels])
         for channel, feeds in plans:
             if channel in self._local.get(client_id, {}):
                 continue
@@ -389,11 +381,9 @@ class BayeuxEndpoint:
         wanted = message.get("subscription")
         channels = [wanted] if isinstance(wanted, str) else wanted if isinstance(wanted, list) else []
         meta, _, subs = self.keys.bayeux_client(client_id)
+        channels = [c for c in channels if isinstance(c, str)]
         if channels:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.srem(subs, *channels)
-                pipe.hdel(meta, *(f"h:{c}" for c in channels))
-                await asyncio.wait_for(pipe.execute(), self.timeout)
+            await self.calls.eval(self._scripts["unsubscribe"], [meta, subs], channels)
         for channel in channels:
             self._drop(client_id, channel)
         return _reply(message, successful=True, subscription=wanted)
@@ -401,7 +391,7 @@ class BayeuxEndpoint:
     async def _disconnect(self, message: Mapping[str, Any]) -> dict[str, Any]:
         client_id = message.get("clientId")
         if isinstance(client_id, str) and 0 < len(client_id) <= 64:
-            await asyncio.wait_for(self.redis.delete(*self.keys.bayeux_client(client_id)), self.timeout)
+            await self._delete_client(client_id)
             self._drop(client_id)
         return _reply(message, successful=True)
 
@@ -428,12 +418,8 @@ class BayeuxEndpoint:
     async def _take(self, client_id: str) -> list[dict[str, Any]]:
         """Every message queued for the client (removed), minus channels it no longer subscribes."""
         _, queue, subs = self.keys.bayeux_client(client_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(queue, 0, -1)
-            pipe.delete(queue)
-            pipe.smembers(subs)
-            raw, _, channels = await asyncio.wait_for(pipe.execute(), self.timeout)
-        current = {c.decode() for c in channels}
+        raw, channels = await self.calls.eval(self._scripts["take"], [queue, subs], [])
+        current = {text(c) for c in channels}
         out = []
         for item in raw:
             message = orjson.loads(item)
@@ -453,11 +439,7 @@ class BayeuxEndpoint:
     async def _push(self, client_id: str, item: bytes) -> None:
         _, queue, _ = self.keys.bayeux_client(client_id)
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(queue, item)
-                pipe.ltrim(queue, -self.max_queue, -1)
-                pipe.pexpire(queue, self.ttl_ms)
-                await asyncio.wait_for(pipe.execute(), self.timeout)
+            await self.calls.eval(self._scripts["push"], [queue], [item, self.max_queue, self.ttl_ms])
         except Exception as exc:  # Redis trouble: the delivery is lost, as a dropped connection's would be
             log.warning("bayeux delivery to %s lost: %s", client_id, exc)
             return
@@ -488,7 +470,7 @@ class BayeuxEndpoint:
         for client_id in list(self._local):
             self._drop(client_id)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.redis.delete(self._node_key), self.timeout)
+            await self.calls.cmd(self._node_key, "DEL", self._node_key)
 
     async def _sweep(self) -> None:
         """Keep this process's heartbeat while it holds subscriptions; drop local subscriptions
@@ -502,19 +484,62 @@ class BayeuxEndpoint:
             for client_id, channels in list(self._local.items()):
                 meta, _, subs = self.keys.bayeux_client(client_id)
                 try:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        pipe.exists(meta)
-                        pipe.smembers(subs)
-                        alive, current = await asyncio.wait_for(pipe.execute(), self.timeout)
+                    alive, current = await self.calls.many([(meta, "EXISTS", meta), (subs, "SMEMBERS", subs)])
                 except Exception as exc:
                     log.warning("bayeux sweep: %s", exc)
                     break
                 if not alive:
                     self._drop(client_id)
                     continue
-                names = {c.decode() for c in current}
+                names = {text(c) for c in current}
                 for channel in [c for c in channels if c not in names]:
                     self._drop(client_id, channel)
+
+
+#: Each step over several keys of one client is one script (the keys share the client's slot).
+_SCRIPTS = {
+    # KEYS meta, queue, subs; ARGV ttl_ms → the meta hash's fields (flat; empty: no such client).
+    "touch": """
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+return redis.call('HGETALL', KEYS[1])
+""",
+    # KEYS meta; ARGV created, ttl_ms.
+    "handshake": """
+redis.call('HSET', KEYS[1], 'created', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+""",
+    # KEYS meta, subs; ARGV ttl_ms, node, channel… → subscribe, held by node.
+    "subscribe": """
+for i = 3, #ARGV do
+  redis.call('SADD', KEYS[2], ARGV[i])
+  redis.call('HSET', KEYS[1], 'h:' .. ARGV[i], ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+""",
+    # KEYS meta, subs; ARGV channel…
+    "unsubscribe": """
+for i = 1, #ARGV do
+  redis.call('SREM', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[1], 'h:' .. ARGV[i])
+end
+return 1
+""",
+    # KEYS queue, subs → {queued messages (removed), subscribed channels}.
+    "take": """
+local raw = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return {raw, redis.call('SMEMBERS', KEYS[2])}
+""",
+    # KEYS queue; ARGV item, max, ttl_ms: append, keep the newest max.
+    "push": """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+""",
+}
 
 
 def _messages(raw: str | None) -> list[dict[str, Any]]:

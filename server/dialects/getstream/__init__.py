@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from ...calls import Calls
 from .api import DETACHED_FEED, PREFIX, GetStreamApi
 from .auth import Caller, GetStreamAuth
 from .index import ActivityIndex
@@ -19,27 +20,31 @@ from .index import ActivityIndex
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from collections.abc import Callable
 
-    from redis.asyncio import Redis
     from starlette.routing import BaseRoute
 
+    from ...backends.base import Pipeline
     from ...config import GetStreamSettings
     from ...keys import Keys
+    from ...openapi import OpenApi
     from ...service import FeedService
 
 
 def getstream_routes(
     service: FeedService,
     settings: GetStreamSettings,
-    redis: Redis,
+    pipeline: Pipeline,
     keys: Keys,
     *,
     max_body_bytes: int,
     timeout: float,
     model: Callable[[GetStreamApi], None] | None = None,
     on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
+    openapi: OpenApi | None = None,
 ) -> list[BaseRoute]:
     """The GetStream routes (``/api/v1.0/…`` and ``/faye``); none when ``api_key`` is empty.
-    ``on_shutdown`` receives what the app must await when it stops (the Bayeux endpoint's close)."""
+    ``on_shutdown`` receives what the app must await when it stops (the Bayeux endpoint's close).
+    ``openapi`` gets the flat-feed paths described (``describe``). Redis is reached only through
+    ``pipeline`` (the app's shared command pipeline, any topology)."""
     if not settings.api_key:
         return []
     if not settings.api_secret:
@@ -47,12 +52,17 @@ def getstream_routes(
     from ..bayeux import BayeuxEndpoint
 
     auth = GetStreamAuth(settings.api_key, settings.api_secret)
-    index = ActivityIndex(redis, keys, settings.app_id, timeout)
+    calls = Calls(pipeline, timeout)
+    index = ActivityIndex(calls, keys, settings.app_id)
     service.after_post.append(index.record_bodies)
     api = GetStreamApi(service, auth, index, max_body_bytes=max_body_bytes)
     if model is not None:
         model(api)
-    bayeux = BayeuxEndpoint(service, auth, redis, keys, settings, timeout=timeout)
+    if openapi is not None:
+        from .describe import describe
+
+        describe(openapi)
+    bayeux = BayeuxEndpoint(service, auth, calls, keys, settings)
     if on_shutdown is not None:
         on_shutdown.append(bayeux.close)
     return [*api.routes(), *bayeux.routes()]

@@ -5,29 +5,30 @@ GetStream addresses activities app-wide (``GET activities/?ids=``, ``POST activi
 this API record the feeds holding each activity in two hashes (``Keys.getstream_index``); readers
 always confirm with the feed itself; a feed found not to hold the activity any more (deleted,
 trimmed) is dropped from the entry then, and a delete through this API drops it at once.
+The hashes are reached through the shared command pipeline (``server.calls.Calls``, any
+topology); each script touches only the two hashes, which share one hash tag (one slot).
 Every ``FeedService.post`` (native API, other dialects, GetStream) records its activities through
 the ``after_post`` hook, so anything written anywhere is addressable the GetStream way.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 
 import orjson
-from redis.asyncio import Redis
 
-from ...errors import Unavailable
+from ...calls import Calls
 from ...keys import Keys
 
 
 class ActivityIndex:
     """The two lookup hashes of one app."""
 
-    def __init__(self, redis: Redis, keys: Keys, app: str, timeout: float) -> None:
-        self._redis = redis
+    def __init__(self, calls: Calls, keys: Keys, app: str) -> None:
+        self._calls = calls
         self.ids_key, self.fids_key = keys.getstream_index(app or "default")
-        self._timeout = timeout
+        self._record = calls.script(_RECORD)
+        self._forget = calls.script(_FORGET)
 
     @staticmethod
     def pair(foreign_id: str, stored_time: str) -> str:
@@ -42,13 +43,7 @@ class ActivityIndex:
             args += [activity_id, feed, self.pair(foreign_id, stored_time) if foreign_id else ""]
         if not args:
             return
-        try:
-            await asyncio.wait_for(
-                self._redis.eval(_RECORD, 2, self.ids_key, self.fids_key, *args),
-                self._timeout,
-            )
-        except Exception as exc:  # redis errors and timeouts
-            raise Unavailable("Redis is unavailable", retry_after=1.0) from exc
+        await self._calls.eval(self._record, [self.ids_key, self.fids_key], args)
 
     async def record_bodies(self, feed: str, bodies: Sequence[bytes]) -> None:
         """``FeedService.after_post`` hook: index activities written through any API."""
@@ -69,21 +64,15 @@ class ActivityIndex:
         args = [x for miss in misses for x in miss]
         if not args:
             return
-        try:
-            await asyncio.wait_for(self._redis.eval(_FORGET, 2, self.ids_key, self.fids_key, *args), self._timeout)
-        except Exception as exc:
-            raise Unavailable("Redis is unavailable", retry_after=1.0) from exc
+        await self._calls.eval(self._forget, [self.ids_key, self.fids_key], args)
 
     async def _get(self, ids: list[str], pairs: list[str]) -> list[list[str]]:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                if ids:
-                    pipe.hmget(self.ids_key, ids)
-                if pairs:
-                    pipe.hmget(self.fids_key, pairs)
-                results = await pipe.execute() if ids or pairs else []
-        except Exception as exc:
-            raise Unavailable("Redis is unavailable", retry_after=1.0) from exc
+        commands: list[tuple[str, ...]] = []
+        if ids:
+            commands.append((self.ids_key, "HMGET", self.ids_key, *ids))
+        if pairs:
+            commands.append((self.fids_key, "HMGET", self.fids_key, *pairs))
+        results = await self._calls.many(commands)
         out: list[list[str]] = []
         for values in results:
             out += [v.decode().split(" ") if v else [] for v in values]
