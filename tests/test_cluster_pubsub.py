@@ -133,6 +133,33 @@ async def test_feed_seq_going_backwards_resets_subscribers(server, redis_url, pr
     assert frame["type"] == "activity" and frame["seq"] == 4 and frame["activity"]["object"] == "new-4", frame
 
 
+async def test_resync_of_a_decorated_feed_is_not_a_rewritten_history(server, redis_url):
+    """An aggregated feed's live events carry ``aggregation_group``; a resync compares the *logged* change, no reset."""
+    feed = "aggregated:deco"
+    token = server.token("alice", {"aggregated:*": ["read", "write", "member"]})
+    http = server.http(token)
+    ws = await server.ws(token)
+    await subscribe(ws, feed)
+    for i in range(1, 4):
+        await _post(http, feed, f"old-{i}")
+    async with asyncio.timeout(5):
+        while (frame := await recv(ws)).get("seq") != 3:
+            pass
+    assert "aggregation_group" in frame["activity"], frame  # decorated as sent, not as logged
+    client = redis.Redis.from_url(redis_url)
+    try:
+        # A pub/sub reconnect: the hub re-reads the log from the last delivered change, which must
+        # equal the logged entry at its seq (a decorated copy would look like a rewritten history).
+        client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        client.close()
+    await asyncio.sleep(1.0)
+    assert await _post(http, feed, "new-4") == 4
+    async with asyncio.timeout(5):
+        frame = await recv(ws)
+    assert frame["type"] == "activity" and frame["seq"] == 4, frame
+
+
 async def test_resync_reads_only_the_named_feeds():
     """``on_resync([feed])`` (a re-placed channel) re-reads that feed's log only; ``on_resync(None)`` every room's."""
     log = ScriptedLog()
