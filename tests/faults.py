@@ -304,6 +304,7 @@ class Subscriber:
     resets: list[dict[str, Any]] = field(default_factory=list)
     subscribed: list[dict[str, Any]] = field(default_factory=list)
     marks: list[int] = field(default_factory=list)  # len(events) when each ``subscribed`` arrived
+    servers: list[str] = field(default_factory=list)  # the URL each ``subscribed`` came from
     closes: list[int | None] = field(default_factory=list)
     latencies: list[tuple[int, float]] = field(default_factory=list)  # (seq, seconds since sent_at)
     epoch: str | None = None
@@ -332,6 +333,7 @@ class Subscriber:
                 raise ConnectionError(f"subscribe failed: {reply}")
         self.subscribed.append(reply)
         self.marks.append(len(self.events))
+        self.servers.append(url)
         if self.epoch is None or not reply["recovered"]:
             self.epoch, self.seq = reply["epoch"], reply["seq"]
         self._ws = ws

@@ -133,6 +133,33 @@ async def test_feed_seq_going_backwards_resets_subscribers(server, redis_url, pr
     assert frame["type"] == "activity" and frame["seq"] == 4 and frame["activity"]["object"] == "new-4", frame
 
 
+async def test_resync_of_a_decorated_feed_is_not_a_rewritten_history(server, redis_url):
+    """An aggregated feed's live events carry ``aggregation_group``; a resync compares the *logged* change, no reset."""
+    feed = "aggregated:deco"
+    token = server.token("alice", {"aggregated:*": ["read", "write", "member"]})
+    http = server.http(token)
+    ws = await server.ws(token)
+    await subscribe(ws, feed)
+    for i in range(1, 4):
+        await _post(http, feed, f"old-{i}")
+    async with asyncio.timeout(5):
+        while (frame := await recv(ws)).get("seq") != 3:
+            pass
+    assert "aggregation_group" in frame["activity"], frame  # decorated as sent, not as logged
+    client = redis.Redis.from_url(redis_url)
+    try:
+        # A pub/sub reconnect: the hub re-reads the log from the last delivered change, which must
+        # equal the logged entry at its seq (a decorated copy would look like a rewritten history).
+        client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        client.close()
+    await asyncio.sleep(1.0)
+    assert await _post(http, feed, "new-4") == 4
+    async with asyncio.timeout(5):
+        frame = await recv(ws)
+    assert frame["type"] == "activity" and frame["seq"] == 4, frame
+
+
 async def test_resync_reads_only_the_named_feeds():
     """``on_resync([feed])`` (a re-placed channel) re-reads that feed's log only; ``on_resync(None)`` every room's."""
     log = ScriptedLog()
@@ -751,18 +778,22 @@ async def test_server_master_loses_acknowledged_writes(scenario):
     await asyncio.sleep(0.5)
     # CLIENT PAUSE WRITE on the replica holds back its replication stream (Redis 7 and Valkey 9):
     # writes acknowledged by the master meanwhile are lost when the master dies before the pause ends.
+    # The pause is long and ended explicitly after the kill: with a pause of 1.5 s that simply ran
+    # out, a loaded machine sometimes killed the master only after it had ended (the replica then
+    # had every write). The bounds below are wide for a loaded 2-core machine; the pause outlasts them.
     paused_at = time.monotonic()
     with contextlib.closing(replica.client()) as c:
-        await asyncio.to_thread(c.execute_command, "CLIENT", "PAUSE", 1500, "WRITE")
+        await asyncio.to_thread(c.execute_command, "CLIENT", "PAUSE", 10_000, "WRITE")
     before = {f: max(sc.writer.acked.get(f, {0: ""})) for f in hit}
     while not all(max(sc.writer.acked.get(f, {0: ""})) >= before[f] + 3 for f in hit):
-        assert time.monotonic() < paused_at + 1.0, "writes did not go on while the replica was paused"
+        assert time.monotonic() < paused_at + 4.0, "writes did not go on while the replica was paused"
         await asyncio.sleep(0.02)
-    await asyncio.gather(*(s.wait_for_seq(before[s.feed] + 3, 1) for s in sc.subs if s.feed in hit))
+    await asyncio.gather(*(s.wait_for_seq(before[s.feed] + 3, 3) for s in sc.subs if s.feed in hit))
     fault_at = time.monotonic()
     sc.cluster.kill(master, signal.SIGKILL)
-    await asyncio.sleep(max(0.0, paused_at + 1.6 - time.monotonic()))
+    await asyncio.sleep(1.0)  # the replica sees its master link drop while still paused
     with contextlib.closing(replica.client()) as c:
+        await asyncio.to_thread(c.execute_command, "CLIENT", "UNPAUSE")
         await asyncio.to_thread(c.execute_command, "CLUSTER", "FAILOVER", "TAKEOVER")
         seqs = {f: int(c.hget(Keys(PREFIX).feed(f).meta, "seq") or 0) for f in hit}
     assert all(seqs[f] < before[f] + 3 for f in hit), f"the replica had every write: {seqs} vs {before}"
@@ -783,11 +814,18 @@ async def test_two_servers_failover_and_resume_on_the_other(scenario):
     await asyncio.to_thread(sc.cluster.failover, master)
     await asyncio.sleep(0.5)
     killed = sc.servers[0]
-    moved = [s for s in sc.subs if s.urls[0] == killed.ws_url]
+    # The subscribers connected to the killed server when it dies (by their live connection, not by
+    # their first URL: a failover may already have moved one), and how many subscribes each had.
+    moved = {id(s): len(s.subscribed) for s in sc.subs if s.servers[-1] == killed.ws_url}
+    assert moved, "no subscriber was connected to the server to kill"
     killed.kill()  # its subscribers resume on server1 with their (epoch, seq)
     sc.servers = sc.servers[1:]
     async with asyncio.timeout(20):
-        while not all(len(s.subscribed) > 1 for s in moved):
+        while not all(len(s.subscribed) > moved[id(s)] for s in sc.subs if id(s) in moved):
             await asyncio.sleep(0.05)
     await sc.finish("failover + kill -9 of one of two servers", fault_at, hit)
-    assert moved and all(s.subscribed[-1]["recovered"] for s in moved), "a resume on the other server was not recovered"
+    for sub in sc.subs:
+        if id(sub) in moved:  # resumed on the surviving server, from where it was
+            assert sub.servers[-1] == sc.servers[0].ws_url, f"{sub.feed}: resumed on {sub.servers[-1]}"
+        # No write was lost (a graceful failover): every resume, on either server, was recovered.
+        assert all(reply["recovered"] for reply in sub.subscribed[1:]), f"{sub.feed}: a resume was not recovered"
