@@ -735,11 +735,6 @@ async def test_server_master_killed(scenario):
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=False,
-    reason="write path (backends/cluster.py _refresh): one overall timeout for CLUSTER SLOTS, spent on the "
-    "frozen master when it is the first candidate, so writes to its slots stay 503 (seen on Redis 7)",
-)
 async def test_server_master_frozen(scenario):
     """SIGSTOP of a master under load (SIGCONT afterwards): writes 503 then 201, subscribers re-placed."""
     sc = await scenario()
