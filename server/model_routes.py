@@ -125,9 +125,14 @@ def describe(openapi: Any, routes: list[Route], tag: str) -> None:
                     "parameters": params,
                     "responses": {
                         "200": {
-                            "description": "OK (201 for creations, 204 for deletions); shapes in docs/api.md",
+                            "description": "OK; shapes in docs/api.md",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
+                        "201": {
+                            "description": "Created; shapes in docs/api.md",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "204": {"description": "Deleted (no content)"},
                         "default": {
                             "description": "RFC 9457 problem",
                             "content": {"application/problem+json": {"schema": {"type": "object"}}},
