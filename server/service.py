@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .acl import Principal, Right, Rights, Viewer, actor_id, notification_feed
+from .acl import Principal, Right, Rights, actor_id, notification_feed
 from .backends.base import ItemResult, ReplaceItem, Store, WriteItem
 from .errors import (
     Conflict,
@@ -46,17 +46,14 @@ from .models import (
     parse_patch,
     parse_time,
     time_ms,
-    ulid_ms,
     visibility,
 )
 from .protocol import Ref
+from .reads import Page, PageQuery, Reads
+from .rights import require
 
 log = logging.getLogger("feedserver.service")
 
-#: Extra page reads when follow copies hidden from the reader left a page short.
-_COPY_REFILLS = 4
-#: Upper bound on activities examined for one history page (hidden or filtered ones included).
-MAX_SCAN = 2000
 #: A validated activity and the input it was validated from (stored as given: ``build_body``).
 Input = tuple[ActivityIn, Any]
 
@@ -64,20 +61,6 @@ Input = tuple[ActivityIn, Any]
 _CAS_ATTEMPTS = 8
 #: JSON bytes the write script adds around the caller's part of an activity (id, seq, version…).
 _SERVER_FIELDS_BYTES = 96
-
-
-@dataclass(frozen=True, slots=True)
-class PageQuery:
-    """A history read: bounds (activity ids), paging and filters."""
-
-    limit: int = 25
-    id_lt: str | None = None
-    id_lte: str | None = None
-    id_gt: str | None = None
-    id_gte: str | None = None
-    offset: int = 0
-    verb: str | None = None
-    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +81,6 @@ class NotificationPage:
     next: dict[str, Any] | None
     unseen: int
     unread: int
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page, newest first, with the query of the next page (None at the end)."""
-
-    bodies: list[bytes]
-    next: dict[str, Any] | None
-    hidden: int = 0  # activities scanned for this page that the caller may not see
 
 
 class FeedService:
@@ -130,6 +104,7 @@ class FeedService:
         self.max_activity_bytes = max_activity_bytes
         self.max_batch = max_batch
         self.max_page = max_page
+        self.reads = Reads(store, hub, max_page=max_page)
         self._new_id = IdGenerator()
         #: Awaited after each successful ``post`` with (feed, stored bodies): dialects that keep their
         #: own lookups (the GetStream id index) learn of every new activity, whichever API wrote it.
@@ -138,16 +113,8 @@ class FeedService:
 
     # -- rights --------------------------------------------------------------------------------
 
-    @staticmethod
-    def require(principal: Principal, feed: str, right: Rights) -> Rights:
-        """The principal's rights on ``feed`` if they include ``right``; else 401/403."""
-        check_feed_name(feed)
-        rights = principal.rights(feed)
-        if not rights & right:
-            if not principal.authenticated:
-                raise Unauthorized(f"authentication required for feed {feed}")
-            raise Forbidden(f"no {Right.name(right)} right on feed {feed}")
-        return rights
+    #: The principal's rights on ``feed`` if they include ``right``; else 401/403 (``server/rights.py``).
+    require = staticmethod(require)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -571,97 +538,30 @@ class FeedService:
         unseen, unread, _, _ = await self.store.marks(feed, kind, ids, all_=everything)
         return unseen, unread
 
-    # -- reads ---------------------------------------------------------------------------------
+    # -- reads (server/reads.py) -----------------------------------------------------------------
 
     async def get(self, principal: Principal, feed: str, activity_id: str) -> bytes:
         """One activity; 404 when it is missing or hidden from the caller."""
-        self.require(principal, feed, Right.READ)
-        body = await self.store.get(feed, activity_id)
-        if body is None or not principal.viewer(feed).can_see(orjson.loads(body)):
-            raise NotFound(f"activity {activity_id} not found in {feed}")
-        return body
+        return await self.reads.get(principal, feed, activity_id)
 
     async def read(self, principal: Principal, feed: str, query: PageQuery) -> Page:
-        """A history page, newest first, filtered by visibility, verb and actor."""
-        self.require(principal, feed, Right.READ)
-        viewer = principal.viewer(feed)
-        if not 1 <= query.limit <= self.max_page:
-            raise Invalid(
-                f"limit must be between 1 and {self.max_page}",
-                errors=[{"loc": "limit", "msg": f"1..{self.max_page}", "type": "range"}],
-            )
-        lt, lt_incl = (query.id_lte, True) if query.id_lte else (query.id_lt or "", False)
-        gt, gt_incl = (query.id_gte, True) if query.id_gte else (query.id_gt or "", False)
-        ascending = bool(gt) and not lt  # only a lower bound: the nearest newer ones
-        want = query.offset + query.limit
-        matched: list[tuple[str, bytes]] = []
-        hidden = 0
-        for _ in range(_COPY_REFILLS):
-            found = await self.store.page(
-                feed,
-                lt=lt,
-                lt_inclusive=lt_incl,
-                lt_score=ulid_ms(lt) if lt else None,
-                gt=gt,
-                gt_inclusive=gt_incl,
-                gt_score=ulid_ms(gt) if gt else None,
-                ascending=ascending,
-                want=want + 1 - len(matched),  # one more than needed: tells whether a next page exists
-                budget=MAX_SCAN,
-                sees_all=viewer.admin,
-                sub=viewer.sub,
-                member=viewer.member,
-                roles=sorted(viewer.roles),
-                verb=query.verb,
-                actor=query.actor,
-            )
-            exhausted, last_id = found.exhausted, found.last_examined
-            # Follow copies pass the Lua filter and are judged here, by their origin feed's rule
-            # (acl.Viewer.can_see): a page with hidden copies is refilled from where it stopped.
-            kept = [
-                (i, raw)
-                for i, raw in zip(found.ids, found.bodies, strict=True)
-                if b'"via":"follow"' not in raw or viewer.can_see(orjson.loads(raw))
-            ]
-            matched += kept
-            hidden += found.hidden + len(found.ids) - len(kept)
-            if len(kept) == len(found.ids) or exhausted or not last_id or len(matched) > want:
-                break
-            if ascending:
-                gt, gt_incl = last_id, False
-            else:
-                lt, lt_incl = last_id, False
-        page = matched[query.offset : want]
-        next_query = None
-        if len(matched) > want:  # at least one more match exists after this page
-            next_query = _next_query(query, page[-1][0], ascending)
-        elif not exhausted and last_id:  # scan budget spent on hidden/filtered ones: go on from there
-            next_query = _next_query(query, last_id, ascending)
-        bodies_out = [raw for _, raw in page]
-        if ascending:
-            bodies_out.reverse()
-        return Page(bodies_out, next_query, hidden)
-
-    # -- live ----------------------------------------------------------------------------------
+        """A history page, newest first, filtered by visibility, verb and actor (``Page.hidden``
+        counts the scanned activities the caller may not see)."""
+        return await self.reads.read(principal, feed, query)
 
     async def subscribe(
         self, peer: Peer, principal: Principal, feed: str, since: tuple[str, int] | None, ref: Ref
     ) -> None:
         """Subscribe a connection to ``feed`` (replies and events go to ``peer``)."""
-        self.require(principal, feed, Right.READ)
-        await self.hub.subscribe(peer, feed, principal.viewer(feed), since, ref)
+        await self.reads.subscribe(peer, principal, feed, since, ref)
 
     def reauthorize(self, peer: Peer, principal: Principal) -> list[str]:
         """Apply a connection's new principal to its subscriptions; returns the feeds it lost."""
-
-        def viewer_of(feed: str) -> Viewer | None:
-            return principal.viewer(feed) if principal.rights(feed) & Right.READ else None
-
-        return self.hub.reauthorize(peer, viewer_of)
+        return self.reads.reauthorize(peer, principal)
 
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Stop a connection's subscription; False if it had none."""
-        return self.hub.unsubscribe(peer, feed)
+        return self.reads.unsubscribe(peer, feed)
 
 
 def copy_targets(feed: str, doc: Mapping[str, Any]) -> set[str]:
@@ -745,24 +645,6 @@ def _batch_ref(raw: Any, *, require_time_ref: bool) -> tuple[str, tuple[str, str
             "time is not an ISO 8601 time", errors=[{"loc": "time", "msg": "ISO 8601", "type": "datetime"}]
         ) from None
     return feed, ("", foreign_id, stamp)
-
-
-def _next_query(query: PageQuery, edge: str, ascending: bool) -> dict[str, Any]:
-    """The query of the page after the one that ended at activity ``edge``."""
-    out: dict[str, Any] = {"limit": query.limit}
-    if ascending:
-        out["id_gt"] = edge
-    else:
-        out["id_lt"] = edge
-        if query.id_gte:
-            out["id_gte"] = query.id_gte
-        elif query.id_gt:
-            out["id_gt"] = query.id_gt
-    if query.verb:
-        out["verb"] = query.verb
-    if query.actor:
-        out["actor"] = query.actor
-    return out
 
 
 __all__ = ["FeedError", "FeedService", "Page", "PageQuery"]
