@@ -27,7 +27,7 @@ from .models import (
     TargetRef,
 )
 
-#: The most items a notification mark request may name (``service._MAX_MARK_IDS``).
+#: The most items a notification mark request may name (``copies._MAX_MARK_IDS``).
 MAX_MARK_IDS = 1000
 #: The largest ``offset`` of a history read.
 MAX_OFFSET = 10_000

@@ -6,18 +6,18 @@ every way in obeys the same rules and writes through the same store path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from .acl import Principal, Right, Rights, actor_id, notification_feed
+from .acl import Principal, Right, Rights, actor_id
 from .backends.base import ItemResult, ReplaceItem, Store, WriteItem
+from .copies import Copies, NotificationPage
 from .errors import (
     Conflict,
     FeedError,
@@ -73,16 +73,6 @@ class ItemOutcome:
     error: FeedError | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NotificationPage:
-    """A page of the caller's notification feed and its unseen/unread counts."""
-
-    bodies: list[bytes]
-    next: dict[str, Any] | None
-    unseen: int
-    unread: int
-
-
 class FeedService:
     """The server's use cases; one per process, built in ``app.py``."""
 
@@ -105,6 +95,7 @@ class FeedService:
         self.max_batch = max_batch
         self.max_page = max_page
         self.reads = Reads(store, hub, max_page=max_page)
+        self.copies = Copies(store, self.reads)
         self._new_id = IdGenerator()
         #: Awaited after each successful ``post`` with (feed, stored bodies): dialects that keep their
         #: own lookups (the GetStream id index) learn of every new activity, whichever API wrote it.
@@ -142,7 +133,7 @@ class FeedService:
         clock = now()  # one reading per request: its activities share created_at and default time
         stamp = format_time(clock)
         for item, _ in parsed:
-            self._check_copy_targets(principal, feed, item)
+            self.copies.check_copy_targets(principal, feed, item)
         items = [
             self._write_item(principal, feed, given, i if batch else None, is_admin, clock, stamp)
             for i, given in enumerate(parsed)
@@ -156,7 +147,7 @@ class FeedService:
         self.metrics.write_latency.observe(time.perf_counter() - started)
         self.metrics.writes.labels("create").inc(len(bodies))
         if any(item.to or any(e.notify for e in item.audience or ()) for item, _ in parsed):
-            await self._sync_copies(feed, [(None, orjson.loads(raw)) for raw in bodies])
+            await self.copies.sync_copies(feed, [(None, orjson.loads(raw)) for raw in bodies])
         for hook in self.after_post:
             try:
                 await hook(feed, bodies)
@@ -272,7 +263,7 @@ class FeedService:
         )
         self._raise_for(result, activity_id, client_version=if_match)
         self.metrics.writes.labels("delete").inc()
-        await self._sync_copies(feed, [(orjson.loads(raw or b"{}"), None)])
+        await self.copies.sync_copies(feed, [(orjson.loads(raw or b"{}"), None)])
 
     async def delete_foreign_id(self, principal: Principal, feed: str, foreign_id: str) -> int:
         """Delete every activity of ``feed`` with ``foreign_id`` that the caller sees; returns how many.
@@ -295,7 +286,7 @@ class FeedService:
         )
         removed = sum(r.status == "ok" for r in results)
         self.metrics.writes.labels("delete").inc(removed)
-        await self._sync_copies(
+        await self.copies.sync_copies(
             feed, [(doc, None) for doc, r in zip(visible, results, strict=True) if r.status == "ok"]
         )
         return removed
@@ -374,14 +365,14 @@ class FeedService:
             if client_version is not None and old.get("version") != client_version:
                 raise _stale(label, old.get("version"))
             if through_copy and isinstance(old.get("origin"), str) and old["origin"] != feed:
-                return await self._change_copy(principal, feed, old, change)
+                return await self.copies.change_copy(principal, feed, old, change, self._change_original)
             if isinstance(change, PatchIn):
                 assert raw is not None
                 patched = apply_patch(orjson.loads(raw), change)  # patch a fresh copy
                 given: Input = (parse_activity(patched), patched)
             else:
                 given = change
-            self._check_copy_targets(principal, feed, given[0])
+            self.copies.check_copy_targets(principal, feed, given[0])
             clock = now()
             write = self._write_item(principal, feed, given, None, is_admin, clock, format_time(clock), old=old)
             [result] = await self.store.replace(
@@ -407,39 +398,15 @@ class FeedService:
             self._raise_for(result, label, client_version=client_version)
             self.metrics.writes.labels("update").inc()
             assert result.body is not None
-            await self._sync_copies(feed, [(old, orjson.loads(result.body))])
+            await self.copies.sync_copies(feed, [(old, orjson.loads(result.body))])
             return result.body
         raise Conflict(f"activity {label} keeps changing; retry")
 
-    async def _change_copy(
-        self, principal: Principal, feed: str, copy: Mapping[str, Any], change: Input | PatchIn
+    async def _change_original(
+        self, principal: Principal, origin: str, rights: Rights, activity_id: str, change: Input | PatchIn
     ) -> bytes:
-        """Edit a `to`/notification copy: the edit goes to its original, and the copy follows.
-
-        A copy has no life of its own (docs/api.md "Copies"): its content is the original's, so
-        the caller needs the rights to change the original in its own feed (``write``, and being
-        its author or that feed's admin). As in GetStream, such an update does not change ``to``:
-        a PUT keeps the original's targets and PATCH paths under ``to`` are ignored. Returns the
-        copy as it now is in ``feed`` (the original, if the edit took the copy away).
-        """
-        origin, activity_id = copy["origin"], copy["id"]
-        rights = self.require(principal, origin, Right.WRITE)
-        if isinstance(change, PatchIn):
-            keep = {k: v for k, v in change.set.items() if k.split(".")[0] != "to"}
-            drop = [p for p in change.unset if p.split(".")[0] != "to"]
-            if not keep and not drop:
-                raw = await self.store.get(feed, activity_id)
-                assert raw is not None
-                return raw
-            change = PatchIn.model_construct(set=keep, unset=drop, version=None)
-        else:
-            item, source = change
-            [raw] = await self.store.find(origin, [(activity_id, "", "")])
-            targets = orjson.loads(raw).get("to") if raw is not None else None
-            source = {k: v for k, v in source.items() if k != "to"} if isinstance(source, dict) else source
-            change = (item.model_copy(update={"to": targets}), source)
-        body = await self._change(principal, origin, rights, (activity_id, "", ""), None, change, through_copy=False)
-        return await self.store.get(feed, activity_id) or body
+        """Apply a change made through a copy to its original in ``origin`` (``Copies.change_copy``)."""
+        return await self._change(principal, origin, rights, (activity_id, "", ""), None, change, through_copy=False)
 
     def _check_may_change(
         self, principal: Principal, feed: str, rights: Rights, raw: bytes | None, label: str
@@ -464,79 +431,15 @@ class FeedService:
             raise Conflict(f"activity {label}: another activity already has this foreign_id and time")
         raise NotFound(f"activity {label} not found")
 
-    # -- copies: `to` feeds and notification feeds ----------------------------------------------
-
-    def _check_copy_targets(self, principal: Principal, feed: str, item: ActivityIn) -> None:
-        """Writing copies into `to` feeds needs `write` there; notified identities need a valid feed name."""
-        for target in item.to or ():
-            if target != feed:
-                self.require(principal, target, Right.WRITE)
-        for i, entry in enumerate(item.audience or ()):
-            if entry.notify and entry.type == "identity" and entry.id is not None:
-                try:
-                    check_feed_name(notification_feed(entry.id))
-                except Invalid:
-                    raise Invalid(
-                        f"identity {entry.id!r} cannot have a notification feed (feed name rules)",
-                        errors=[{"loc": f"audience.{i}.id", "msg": "not usable in a feed name", "type": "value_error"}],
-                    ) from None
-
-    async def _sync_copies(
-        self, feed: str, changes: Iterable[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]
-    ) -> None:
-        """Bring the copies of changed activities in line: write them where the new version wants
-        one, delete them where only the old version had one. ``changes`` are (old, new) pairs, either
-        side None for a creation or a deletion.
-
-        Copies are separate writes to other feeds (other hash slots), so they follow the original
-        rather than being atomic with it; a copy that cannot be written is logged.
-        """
-        writes: dict[str, list[WriteItem]] = {}
-        deletes: dict[str, list[str]] = {}
-        stamp = format_time(now())
-        for old, new in changes:
-            before = copy_targets(feed, old) if old is not None else set()
-            after = copy_targets(feed, new) if new is not None else set()
-            for target in after:
-                assert new is not None
-                writes.setdefault(target, []).append(_copy_item(feed, target, new, stamp))
-            for target in before - after:
-                assert old is not None
-                deletes.setdefault(target, []).append(old["id"])
-        jobs: list[Awaitable[object]] = [self.store.write(target, items) for target, items in writes.items()]
-        jobs += [self.store.delete(target, ids, actor="", may_override=True) for target, ids in deletes.items()]
-        if not jobs:
-            return
-        targets = [*writes, *deletes]
-        for target, outcome in zip(targets, await asyncio.gather(*jobs, return_exceptions=True), strict=True):
-            if isinstance(outcome, BaseException):
-                log.error("copy of an activity of %s into %s failed: %s", feed, target, outcome)
-
-    # -- notifications -------------------------------------------------------------------------
-
-    def _notification_feed(self, principal: Principal) -> str:
-        if principal.sub is None:
-            raise Unauthorized("notifications need an authenticated caller")
-        feed = notification_feed(principal.sub)
-        check_feed_name(feed)
-        return feed
+    # -- notifications (server/copies.py) ---------------------------------------------------------
 
     async def notifications(self, principal: Principal, query: PageQuery) -> NotificationPage:
         """The caller's notification feed, each activity marked ``is_seen``/``is_read``, with counts."""
-        feed = self._notification_feed(principal)
-        page = await self.read(principal, feed, query)
-        docs = [orjson.loads(raw) for raw in page.bodies]
-        unseen, unread, seen, read = await self.store.marks(feed, "counts", [d["id"] for d in docs])
-        for doc, is_seen, is_read in zip(docs, seen, read, strict=True):
-            doc["is_seen"], doc["is_read"] = is_seen, is_read
-        return NotificationPage([dumps(d) for d in docs], page.next, unseen, unread)
+        return await self.copies.notifications(principal, query)
 
     async def mark_notifications(self, principal: Principal, kind: str, raw: Any) -> tuple[int, int]:
         """Mark ``{"ids": [...]}`` or ``{"all": true}`` seen or read (read implies seen); new counts."""
-        feed = self._notification_feed(principal)
-        ids, everything = _mark_request(raw)
-        unseen, unread, _, _ = await self.store.marks(feed, kind, ids, all_=everything)
-        return unseen, unread
+        return await self.copies.mark_notifications(principal, kind, raw)
 
     # -- reads (server/reads.py) -----------------------------------------------------------------
 
@@ -562,60 +465,6 @@ class FeedService:
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Stop a connection's subscription; False if it had none."""
         return self.reads.unsubscribe(peer, feed)
-
-
-def copy_targets(feed: str, doc: Mapping[str, Any]) -> set[str]:
-    """The feeds holding a copy of ``doc``: its `to` feeds and the notification feed of each
-    identity audience entry with ``notify``. Copies themselves (with an ``origin``) have none."""
-    if doc.get("origin"):
-        return set()
-    targets = set(doc.get("to") or ())
-    for entry in doc.get("audience") or ():
-        if entry.get("type") == "identity" and entry.get("notify") and entry.get("id"):
-            targets.add(notification_feed(entry["id"]))
-    targets.discard(feed)
-    return targets
-
-
-def _copy_item(source: str, target: str, doc: Mapping[str, Any], stamp: str) -> WriteItem:
-    """The copy of ``doc`` for ``target``: same id, content and audience; ``origin`` names the source."""
-    body = {"feed": target, "origin": source}
-    body.update((k, v) for k, v in doc.items() if k not in _NOT_COPIED)
-    body["updated_at"] = stamp
-    return WriteItem(
-        id=doc["id"],
-        client_id=True,
-        foreign_id=doc.get("foreign_id"),
-        time=doc["time"],
-        score=time_ms(parse_time(doc["time"])),
-        actor=actor_id(doc) or "",
-        may_override=True,
-        created_at=stamp,
-        rest=dumps(body),
-        vis=visibility(actor_id(doc) or "", doc["verb"], doc.get("audience") or ()),
-    )
-
-
-_NOT_COPIED = frozenset({"id", "seq", "feed", "created_at", "updated_at", "version", "to", "origin"})
-_MAX_MARK_IDS = 1000
-
-
-def _mark_request(raw: Any) -> tuple[list[str], bool]:
-    """``{"ids": [...]}`` or ``{"all": true}``."""
-    if isinstance(raw, dict) and raw.get("all") is True and "ids" not in raw:
-        return [], True
-    ids = raw.get("ids") if isinstance(raw, dict) else None
-    if (
-        not isinstance(ids, list)
-        or not ids
-        or len(ids) > _MAX_MARK_IDS
-        or not all(isinstance(i, str) and 0 < len(i) <= 128 for i in ids)
-    ):
-        raise Invalid(
-            'give {"ids": [activity ids]} (at most 1000) or {"all": true}',
-            errors=[{"loc": "ids", "msg": "a non-empty list of ids, or all: true", "type": "value_error"}],
-        )
-    return ids, False
 
 
 def _stale(label: str, version: Any) -> PreconditionFailed:
