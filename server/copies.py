@@ -35,7 +35,7 @@ from .reads import PageQuery, Reads
 from .rights import require
 
 if TYPE_CHECKING:
-    from .service import Input  # moves to writes.py with the write seam
+    from .writes import Input
 
     #: Applies a change to an original activity (origin feed, the caller's rights there, its id),
     #: without following copies again; returns the original's stored body (``Writes._change``).
