@@ -8,6 +8,7 @@ subscriptions are the hub's; this part only checks rights and hands over the cal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +76,7 @@ class Reads:
                 f"limit must be between 1 and {self.max_page}",
                 errors=[{"loc": "limit", "msg": f"1..{self.max_page}", "type": "range"}],
             )
-        lt, lt_incl = (query.id_lte, True) if query.id_lte else (query.id_lt or "", False)
-        gt, gt_incl = (query.id_gte, True) if query.id_gte else (query.id_gt or "", False)
+        lt, lt_incl, gt, gt_incl = _bounds(query)
         ascending = bool(gt) and not lt  # only a lower bound: the nearest newer ones
         want = query.offset + query.limit
         matched: list[tuple[str, bytes]] = []
@@ -103,11 +103,7 @@ class Reads:
             exhausted, last_id = found.exhausted, found.last_examined
             # Follow copies pass the Lua filter and are judged here, by their origin feed's rule
             # (acl.Viewer.can_see): a page with hidden copies is refilled from where it stopped.
-            kept = [
-                (i, raw)
-                for i, raw in zip(found.ids, found.bodies, strict=True)
-                if b'"via":"follow"' not in raw or viewer.can_see(orjson.loads(raw))
-            ]
+            kept = _visible(viewer, found.ids, found.bodies)
             matched += kept
             hidden += found.hidden + len(found.ids) - len(kept)
             if len(kept) == len(found.ids) or exhausted or not last_id or len(matched) > want:
@@ -117,11 +113,7 @@ class Reads:
             else:
                 lt, lt_incl = last_id, False
         page = matched[query.offset : want]
-        next_query = None
-        if len(matched) > want:  # at least one more match exists after this page
-            next_query = _next_query(query, page[-1][0], ascending)
-        elif not exhausted and last_id:  # scan budget spent on hidden/filtered ones: go on from there
-            next_query = _next_query(query, last_id, ascending)
+        next_query = _next_page(query, page, len(matched) > want, exhausted, last_id, ascending)
         bodies_out = [raw for _, raw in page]
         if ascending:
             bodies_out.reverse()
@@ -147,6 +139,39 @@ class Reads:
     def unsubscribe(self, peer: Peer, feed: str) -> bool:
         """Stop a connection's subscription; False if it had none."""
         return self.hub.unsubscribe(peer, feed)
+
+
+def _bounds(query: PageQuery) -> tuple[str, bool, str, bool]:
+    """The page's upper and lower bound ids ("" for none), each with whether it is inclusive."""
+    lt, lt_incl = (query.id_lte, True) if query.id_lte else (query.id_lt or "", False)
+    gt, gt_incl = (query.id_gte, True) if query.id_gte else (query.id_gt or "", False)
+    return lt, lt_incl, gt, gt_incl
+
+
+def _visible(viewer: Viewer, ids: Sequence[str], bodies: Sequence[bytes]) -> list[tuple[str, bytes]]:
+    """The (id, body) pairs the viewer may see: follow copies are judged by their origin's rule,
+    everything else already passed the page script's filter."""
+    return [
+        (i, raw)
+        for i, raw in zip(ids, bodies, strict=True)
+        if b'"via":"follow"' not in raw or viewer.can_see(orjson.loads(raw))
+    ]
+
+
+def _next_page(
+    query: PageQuery,
+    page: Sequence[tuple[str, bytes]],
+    more: bool,
+    exhausted: bool,
+    last_id: str | None,
+    ascending: bool,
+) -> dict[str, Any] | None:
+    """The query of the next page, or None at the end. ``more``: a match exists after ``page``."""
+    if more:  # at least one more match exists after this page
+        return _next_query(query, page[-1][0], ascending)
+    if not exhausted and last_id:  # scan budget spent on hidden/filtered ones: go on from there
+        return _next_query(query, last_id, ascending)
+    return None
 
 
 def _next_query(query: PageQuery, edge: str, ascending: bool) -> dict[str, Any]:

@@ -105,23 +105,7 @@ class Writes:
     async def post(self, principal: Principal, feed: str, raw_items: Sequence[Any], *, batch: bool) -> list[bytes]:
         """Add activities to ``feed`` (one, or a batch of up to ``max_batch``); returns stored bodies."""
         rights = require(principal, feed, Right.WRITE)
-        if batch and not raw_items:
-            raise Invalid(
-                "activities must not be empty",
-                errors=[{"loc": "activities", "msg": "at least one activity", "type": "too_short"}],
-            )
-        if len(raw_items) > self.max_batch:
-            raise PayloadTooLarge(f"at most {self.max_batch} activities per request")
-        parsed: list[Input] = []
-        errors: list[dict[str, Any]] = []
-        for i, raw in enumerate(raw_items):
-            try:
-                parsed.append((parse_activity(raw, loc=f"activities.{i}" if batch else ""), raw))
-            except Invalid as exc:
-                errors.extend(exc.errors or [])
-        if errors:
-            detail = "; ".join(f"{e['loc']}: {e['msg']}" if e["loc"] else e["msg"] for e in errors[:5])
-            raise Invalid(detail, errors=errors)
+        parsed = self._parse_new(raw_items, batch=batch)
         is_admin = bool(rights & Right.ADMIN)
         clock = now()  # one reading per request: its activities share created_at and default time
         stamp = format_time(clock)
@@ -147,6 +131,27 @@ class Writes:
             except Exception:
                 log.exception("after-post hook failed for %s", feed)
         return bodies
+
+    def _parse_new(self, raw_items: Sequence[Any], *, batch: bool) -> list[Input]:
+        """Validate the activities of a ``post``: all of them, every error reported at once (422)."""
+        if batch and not raw_items:
+            raise Invalid(
+                "activities must not be empty",
+                errors=[{"loc": "activities", "msg": "at least one activity", "type": "too_short"}],
+            )
+        if len(raw_items) > self.max_batch:
+            raise PayloadTooLarge(f"at most {self.max_batch} activities per request")
+        parsed: list[Input] = []
+        errors: list[dict[str, Any]] = []
+        for i, raw in enumerate(raw_items):
+            try:
+                parsed.append((parse_activity(raw, loc=f"activities.{i}" if batch else ""), raw))
+            except Invalid as exc:
+                errors.extend(exc.errors or [])
+        if errors:
+            detail = "; ".join(f"{e['loc']}: {e['msg']}" if e["loc"] else e["msg"] for e in errors[:5])
+            raise Invalid(detail, errors=errors)
+        return parsed
 
     def _write_item(
         self,
