@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .aggregation import AggregationService, FeedGroups
+from .aggregation import AggregationService, AggregationStore, FeedGroups
 from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
@@ -255,7 +255,11 @@ class FeedApp:
         self.object_service = ObjectService(ObjectStore(self.pipeline, self.keys, timeout=s.redis.command_timeout))
         self.feed_groups = FeedGroups(s.feed_groups)
         self.hub.decorate = self.feed_groups.decorate
-        self.aggregation = AggregationService(self.service, self.feed_groups)
+        self.aggregation = AggregationService(
+            self.service,
+            self.feed_groups,
+            AggregationStore(self.pipeline, self.keys, self.store, timeout=s.redis.command_timeout),
+        )
         self.model_api = ModelApi(
             self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
         )

@@ -18,6 +18,18 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
     af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
+Groups of an aggregated or notification feed (SPEC §12; ``server/aggregation.py``), folded
+from the feed's change log, all in the feed's slot (``Keys.aggregation``)::
+
+    af:{aggregated:1}:ag:meta  HASH  epoch, seq -> the feed change folded into the groups so far
+    af:{aggregated:1}:ag:of    HASH  activity id -> "<group id>\x00<actor>\x00<time>"
+    af:{aggregated:1}:ag:t     ZSET  activity id, scored by its time in ms (finds trimmed ones)
+    af:{aggregated:1}:ag:m     ZSET  "<group id>\x00<inverted ms>\x00<id>", scores 0: members, newest first
+    af:{aggregated:1}:ag:g     HASH  group id -> {group, verb, n, a, ct, ut, cms, ums} (JSON)
+    af:{aggregated:1}:ag:z     ZSET  group id, scored by updated_at in ms (the read order)
+    af:{aggregated:1}:ag:a     HASH  "<group id>\x00<actor>" -> activities of that actor in the group
+    af:{aggregated:1}:ag:unseen / ag:unread  SET  group ids not seen / not read since they last changed
+
 Follows (SPEC §12; ``server/follows.py``), each key in the slot of the feed it belongs to::
 
     af:{user:1}:followers    ZSET    follower feed -> ms it started following user:1
@@ -105,6 +117,11 @@ class Keys:
         """The (seen, read) id sets of a notification feed (same slot as the feed's other keys)."""
         base = f"{self.prefix}{{{feed}}}:"
         return base + "seen", base + "read"
+
+    def aggregation(self, feed: str) -> tuple[str, ...]:
+        """The group keys of an aggregated or notification feed (its slot; see the table above)."""
+        base = f"{self.prefix}{{{feed}}}:ag:"
+        return tuple(base + k for k in ("meta", "of", "t", "m", "g", "z", "a", "unseen", "unread"))
 
     def follows(self, feed: str) -> tuple[str, str, str, str]:
         """(followers, following, fan-out state, fan-out lease) of ``feed`` (all in its slot)."""
