@@ -22,12 +22,14 @@ Groups of an aggregated or notification feed (SPEC §12; ``server/aggregation.py
 from the feed's change log, all in the feed's slot (``Keys.aggregation``)::
 
     af:{aggregated:1}:ag:meta  HASH  epoch, seq -> the feed change folded into the groups so far
-    af:{aggregated:1}:ag:of    HASH  activity id -> "<group id>\x00<actor>\x00<time>"
+    af:{aggregated:1}:ag:of    HASH  activity id -> "<group id>\\x00<actor>\\x00<time>"
     af:{aggregated:1}:ag:t     ZSET  activity id, scored by its time in ms (finds trimmed ones)
-    af:{aggregated:1}:ag:m     ZSET  "<group id>\x00<inverted ms>\x00<id>", scores 0: members, newest first
-    af:{aggregated:1}:ag:g     HASH  group id -> {group, verb, n, a, ct, ut, cms, ums} (JSON)
-    af:{aggregated:1}:ag:z     ZSET  group id, scored by updated_at in ms (the read order)
-    af:{aggregated:1}:ag:a     HASH  "<group id>\x00<actor>" -> activities of that actor in the group
+    af:{aggregated:1}:ag:m     ZSET  "<group id>\\x00<inverted ms>\\x00<inverted id>\\x00<id>", scores 0 (lex):
+                                     each group's members, newest first
+    af:{aggregated:1}:ag:g     HASH  group id -> {group, verb, n, a, ct, ut, cms, ums, zm} (JSON)
+    af:{aggregated:1}:ag:z     ZSET  zm = "<updated ms>\\x00<newest id>\\x00<group id>", scores 0 (lex):
+                                     the read order (newest group last)
+    af:{aggregated:1}:ag:a     HASH  "<group id>\\x00<actor>" -> activities of that actor in the group
     af:{aggregated:1}:ag:unseen / ag:unread  SET  group ids not seen / not read since they last changed
 
 Follows (SPEC §12; ``server/follows.py``), each key in the slot of the feed it belongs to::
