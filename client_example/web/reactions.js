@@ -173,7 +173,7 @@ export class ReactionBar {
           ),
         )
       : null;
-    this.node.replaceChildren(el("div.react-row", {}, like, comment, others), comments, this.form);
+    this.node.replaceChildren(...[el("div.react-row", {}, like, comment, others), comments, this.form].filter(Boolean));
   }
 
   async toggleLike() {
