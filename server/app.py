@@ -294,6 +294,16 @@ class FeedApp:
             Mount("/docs/static", app=StaticFiles(directory=DOCS_DIR), name="docs"),
         ]
         if s.server.demo and DEMO_DIR.is_dir():
+            # Which feed groups are aggregated/notification feeds: the dashboard shows those as groups.
+            group_types = {"feed_groups": {slug: {"type": g.type} for slug, g in s.feed_groups.items()}}
+
+            async def demo_feed_groups(request: Request) -> Response:
+                """The type of each configured feed group (for the dashboard at /demo/)."""
+                return json_response(group_types)
+
+            groups_route = Route("/demo/feed-groups.json", demo_feed_groups, methods=["GET"])
+            describe(self.openapi, [groups_route], "demo")
+            routes.append(groups_route)
             routes.append(Mount("/demo", app=StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
         self.http = Starlette(
             routes=routes,
