@@ -67,8 +67,6 @@ class FeedUser(BaseUser):
     """``request.user``: the caller's ``Principal`` — or, when its credentials were refused, the
     error, raised by the route through ``caller`` so each surface answers in its own shape."""
 
-    __slots__ = ("error", "principal")
-
     def __init__(self, principal: Principal, error: FeedError | None = None) -> None:
         self.principal = principal
         self.error = error
@@ -119,7 +117,9 @@ class PrincipalBackend(AuthenticationBackend):
             principal = await self._principal(conn.headers, path)
         except FeedError as exc:
             return AuthCredentials(), FeedUser(self.auth.anonymous, exc)
-        scopes = ["authenticated", "admin"] if principal.admin else ["authenticated"] if principal.sub else []
+        if not principal.authenticated:
+            return AuthCredentials(), FeedUser(principal)
+        scopes = ["authenticated", "admin"] if principal.admin else ["authenticated"]
         return AuthCredentials(scopes), FeedUser(principal)
 
     async def _principal(self, headers: Headers, path: str) -> Principal:
