@@ -20,6 +20,8 @@ from typing import Any
 from redis.asyncio import ConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -44,7 +46,9 @@ from .follow_service import FollowService
 from .follows import Fanout, FanoutMetrics, FollowStore
 from .http import (
     BodyLimits,
+    PrincipalBackend,
     RateLimitMiddleware,
+    auth_error_response,
     client_gone_handler,
     feed_error_handler,
     http_error_handler,
@@ -308,6 +312,7 @@ class FeedApp:
         self.http = Starlette(
             routes=routes,
             lifespan=self._lifespan,
+            middleware=[self._authentication()],
             exception_handlers={
                 FeedError: feed_error_handler,
                 ClientDisconnect: client_gone_handler,
@@ -320,6 +325,20 @@ class FeedApp:
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
         self.http_app = BodyLimits(self.http_app, timeout=s.server.body_timeout, max_readers=s.server.max_body_readers)
+
+    def _authentication(self) -> Middleware:
+        """Credentials → ``request.user`` once per request, before routing (``http.PrincipalBackend``).
+        GetStream's paths authenticate themselves (``api_key`` + its JWT); Velt's carry theirs in
+        ``x-velt-auth-token``; WebSockets authenticate in their endpoints (``/v1/ws`` never gets here)."""
+        from .dialects import velt
+        from .dialects.getstream import PREFIX as GETSTREAM_PREFIX
+
+        backend = PrincipalBackend(
+            self.auth,
+            own_auth=(GETSTREAM_PREFIX + "/", "/faye"),
+            token_headers=((velt.PREFIX, velt.TOKEN_HEADER),),
+        )
+        return Middleware(AuthenticationMiddleware, backend=backend, on_error=auth_error_response)
 
     def _setup_follows(self, url: str) -> None:
         """Follows (SPEC §12): their store, the durable fan-out and use cases. The fan-out writes

@@ -37,7 +37,7 @@ from .aggregation import AggregationService
 from .auth import Authenticator
 from .errors import Invalid
 from .follow_routes import query_bool, query_int
-from .http import json_response, principal_of, read_json
+from .http import caller, json_response, read_json
 from .models import dumps
 from .objects import ObjectService
 from .reactions import DEFAULT_RECENT, MAX_LIMIT, EnrichFlags, ReactionService
@@ -188,7 +188,7 @@ class ModelApi:
 
     async def read_groups(self, request: Request) -> Response:
         """Groups newest first (with is_seen/is_read and unseen/unread on notification feeds)."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         q = request.query_params
         page = await self.aggregation.read(
             principal,
@@ -217,7 +217,7 @@ class ModelApi:
         return await self._mark_groups(request, "read")
 
     async def _mark_groups(self, request: Request, mode: str) -> Response:
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         unseen, unread = await self.aggregation.mark(principal, request.path_params["feed"], mode, body)
         return json_response({"unseen": unseen, "unread": unread})
@@ -226,30 +226,30 @@ class ModelApi:
 
     async def add_reaction(self, request: Request) -> Response:
         """Add a reaction (to an activity, or a child reaction with ``parent``)."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         return json_response(await self.reactions.add(principal, body), 201)
 
     async def get_reaction(self, request: Request) -> Response:
         """One reaction."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         return json_response(await self.reactions.get(principal, request.path_params["id"]))
 
     async def update_reaction(self, request: Request) -> Response:
         """Replace a reaction's data."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         return json_response(await self.reactions.update(principal, request.path_params["id"], body))
 
     async def delete_reaction(self, request: Request) -> Response:
         """Delete a reaction."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         await self.reactions.delete(principal, request.path_params["id"])
         return Response(status_code=204)
 
     async def list_reactions(self, request: Request) -> Response:
         """Reactions of an activity, of a reaction (children) or of a user, newest first."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         q = request.query_params
         for by in ("activity_id", "reaction_id", "user_id"):
             if q.get(by):
@@ -274,25 +274,25 @@ class ModelApi:
 
     async def add_user(self, request: Request) -> Response:
         """Create a user (``get_or_create=true``: return the existing one)."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         user, created = await self.objects.add_user(principal, body, get_or_create=query_bool(request, "get_or_create"))
         return json_response(user, 201 if created else 200)
 
     async def get_user(self, request: Request) -> Response:
         """One user."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         return json_response(await self.objects.get_user(principal, request.path_params["id"]))
 
     async def update_user(self, request: Request) -> Response:
         """Replace a user's data."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         return json_response(await self.objects.update_user(principal, request.path_params["id"], body))
 
     async def delete_user(self, request: Request) -> Response:
         """Delete a user."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         await self.objects.delete_user(principal, request.path_params["id"])
         return Response(status_code=204)
 
@@ -300,33 +300,33 @@ class ModelApi:
 
     async def add_object(self, request: Request) -> Response:
         """Create a collection object."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         return json_response(await self.objects.add_object(principal, request.path_params["collection"], body), 201)
 
     async def get_object(self, request: Request) -> Response:
         """One collection object."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         p = request.path_params
         return json_response(await self.objects.get_object(principal, p["collection"], p["id"]))
 
     async def update_object(self, request: Request) -> Response:
         """Replace a collection object's data."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         p = request.path_params
         return json_response(await self.objects.update_object(principal, p["collection"], p["id"], body))
 
     async def delete_object(self, request: Request) -> Response:
         """Delete a collection object."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         p = request.path_params
         await self.objects.delete_object(principal, p["collection"], p["id"])
         return Response(status_code=204)
 
     async def upsert_objects(self, request: Request) -> Response:
         """Create or replace many objects: ``{"data": {collection: [{id, data…}]}}``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
@@ -347,7 +347,7 @@ class ModelApi:
 
     async def select_objects(self, request: Request) -> Response:
         """Objects by ``foreign_ids=collection:id,…``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         refs = []
         for ref in (request.query_params.get("foreign_ids") or "").split(","):
             collection, _, object_id = ref.partition(":")
