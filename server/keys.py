@@ -86,12 +86,13 @@ class FeedKeys(NamedTuple):
 class Keys:
     """Builds key names under one prefix (tests give each run its own prefix)."""
 
-    __slots__ = ("prefix", "_channel_head", "_cache")
+    __slots__ = ("prefix", "_channel_head", "_cache", "_change_cache")
 
     def __init__(self, prefix: str = "af:") -> None:
         self.prefix = prefix
         self._channel_head = prefix + "{"
         self._cache: dict[str, FeedKeys] = {}
+        self._change_cache: dict[str, tuple[str, ...]] = {}
 
     def feed(self, feed: str) -> FeedKeys:
         """All keys of ``feed`` (memoised: names are built on every write)."""
@@ -103,6 +104,19 @@ class Keys:
             )
             if len(self._cache) < 100_000:
                 self._cache[feed] = keys
+        return keys
+
+    def change_keys(self, feed: str) -> tuple[str, ...]:
+        """``KEYS`` of the change scripts (write, replace, delete): the feed's keys, then its
+        ``followers`` and ``following`` (same slot): a change reports whether the feed has followers
+        (the fan-out's wake-up needs no command of its own), and a follow copy is written only while
+        the follow edge exists (``lua/write.lua``)."""
+        keys = self._change_cache.get(feed)
+        if keys is None:
+            followers, following, _, _ = self.follows(feed)
+            keys = (*self.feed(feed), followers, following)
+            if len(self._change_cache) < 100_000:
+                self._change_cache[feed] = keys
         return keys
 
     def channel(self, feed: str) -> str:
