@@ -13,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .acl import Principal
@@ -272,7 +273,21 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     response = problem_response(_HTTPProblem(exc.status_code, str(exc.detail)), request.url.path)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:  # Starlette names the first matching route's methods only
+        response.headers["Allow"] = ", ".join(_allowed(request))
     return response
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route of the app serves at this path (a path's methods may span routes)."""
+    router = getattr(request.app, "router", None)
+    methods = {
+        method
+        for route in getattr(router, "routes", ())
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE
+        for method in route.methods
+    }
+    return sorted(methods)
 
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import api_models as m
 from .acl import Principal, actor_id
 from .aggregation import AggregationService
 from .auth import Authenticator
@@ -40,6 +41,7 @@ from .follow_routes import query_bool, query_int
 from .http import caller, json_response, read_json
 from .models import dumps
 from .objects import ObjectService
+from .openapi import COMMON_PROBLEMS, OpenApi, Reply
 from .reactions import DEFAULT_RECENT, MAX_LIMIT, EnrichFlags, ReactionService
 
 _TRUE = ("1", "true", "yes")
@@ -96,50 +98,151 @@ class Enricher:
         return [dumps(d) for d in docs]
 
 
+def _an_object(body: Any) -> dict[str, Any]:
+    """A ``PUT`` body must be an object (``{"data": {...}}``): 422 otherwise."""
+    if not isinstance(body, dict):
+        raise Invalid("the body must be an object", errors=[{"loc": "", "msg": "an object", "type": "dict_type"}])
+    return body
+
+
 def _user_ref_in(actor: Any, discard: set[str]) -> bool:
     """``SU:alice`` is discarded by ``alice`` too."""
     ident = actor.get("id") if isinstance(actor, dict) else actor
     return isinstance(ident, str) and ident.startswith("SU:") and ident[3:] in discard
 
 
-def describe(openapi: Any, routes: list[Route], tag: str) -> None:
-    """Add each route to the OpenAPI document: its handler's docstring, path parameters, and the
-    problem responses every endpoint may give (the request/response models are in docs/api.md)."""
+def describe(openapi: OpenApi, routes: list[Route], tag: str) -> None:
+    """Add each route to the OpenAPI document from its models in ``OPERATIONS`` (a route without
+    an entry is an error: every route is described)."""
     for route in routes:
         doc = (route.endpoint.__doc__ or route.path).strip().splitlines()[0]
-        params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in route.param_convertors
-        ]
-        for method in route.methods or ():
+        for method in sorted(route.methods or ()):
             if method == "HEAD":
                 continue
-            words = [p.strip("{}") for p in route.path.split("/") if p and p != "v1"]
-            openapi.add_path(
+            spec = OPERATIONS.get((route.path, method))
+            if spec is None:
+                raise LookupError(f"{method} {route.path} has no entry in model_routes.OPERATIONS")
+            problems = {**COMMON_PROBLEMS, **spec.get("problems", {})}
+            if spec.get("body") is not None:
+                problems.setdefault(413, "The body is over the size limit")
+            openapi.operation(
                 route.path,
                 method,
-                {
-                    "tags": [tag],
-                    "summary": doc,
-                    "operationId": "_".join([method.lower(), *words]),
-                    "parameters": params,
-                    "responses": {
-                        "200": {
-                            "description": "OK; shapes in docs/api.md",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "201": {
-                            "description": "Created; shapes in docs/api.md",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "204": {"description": "Deleted (no content)"},
-                        "default": {
-                            "description": "RFC 9457 problem",
-                            "content": {"application/problem+json": {"schema": {"type": "object"}}},
-                        },
-                    },
-                },
+                summary=spec.get("summary", doc),
+                description=spec.get("description", ""),
+                tags=[tag],
+                path_params=spec.get("path"),
+                query=spec.get("query"),
+                body=spec.get("body"),
+                responses=spec["responses"],
+                problems=problems,
             )
+
+
+_FEED = "/v1/feeds/{feed}"
+_MISSING = {404: "Unknown, or hidden from the caller"}
+_DELETED = {204: Reply(None, "Deleted")}
+#: The models of each native follow, reaction, user, collection and group route.
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    (f"{_FEED}/follows", "POST"): {
+        "path": m.FeedPath,
+        "body": m.FollowIn,
+        "responses": {201: m.Followed},
+        "problems": {422: "Invalid fields, an unknown feed name, or a feed following itself"},
+    },
+    (f"{_FEED}/follows/{{target}}", "DELETE"): {
+        "path": m.FollowPath,
+        "query": m.UnfollowQuery,
+        "responses": {204: Reply(None, "Unfollowed (also when the feed did not follow target)")},
+    },
+    (f"{_FEED}/followers", "GET"): {"path": m.FeedPath, "query": m.FollowListQuery, "responses": {200: m.FollowList}},
+    (f"{_FEED}/following", "GET"): {"path": m.FeedPath, "query": m.FollowListQuery, "responses": {200: m.FollowList}},
+    (f"{_FEED}/follow_stats", "GET"): {
+        "path": m.FeedPath,
+        "query": m.FollowStatsQuery,
+        "responses": {200: m.FollowStats},
+    },
+    ("/v1/follows", "POST"): {
+        "body": m.FollowManyBody,
+        "responses": {201: m.FollowsMade},
+        "problems": {413: f"More than {m.MAX_FOLLOW_BATCH} follows, or a body over the size limit"},
+    },
+    ("/v1/unfollows", "POST"): {
+        "body": m.UnfollowManyBody,
+        "responses": {200: m.Unfollowed},
+        "problems": {413: f"More than {m.MAX_FOLLOW_BATCH} follows, or a body over the size limit"},
+    },
+    (f"{_FEED}/groups", "GET"): {
+        "path": m.FeedPath,
+        "query": m.GroupQuery,
+        "responses": {200: m.GroupPage},
+    },
+    (f"{_FEED}/groups/seen", "POST"): {"path": m.FeedPath, "body": m.MarkGroups, "responses": {200: m.Counts}},
+    (f"{_FEED}/groups/read", "POST"): {"path": m.FeedPath, "body": m.MarkGroups, "responses": {200: m.Counts}},
+    ("/v1/reactions", "POST"): {
+        "body": m.ReactionIn,
+        "responses": {201: m.Reaction},
+        "problems": {404: "The activity or parent reaction is unknown or hidden", 409: "The chosen id is taken"},
+    },
+    ("/v1/reactions", "GET"): {
+        "query": m.ReactionListQuery,
+        "responses": {200: m.ReactionList},
+        "problems": {**_MISSING, 422: "Invalid fields, or none of activity_id, reaction_id, user_id"},
+    },
+    ("/v1/reactions/{id}", "GET"): {"path": m.IdPath, "responses": {200: m.Reaction}, "problems": _MISSING},
+    ("/v1/reactions/{id}", "PUT"): {
+        "path": m.IdPath,
+        "body": m.ReactionData,
+        "responses": {200: m.Reaction},
+        "problems": _MISSING,
+    },
+    ("/v1/reactions/{id}", "PATCH"): {
+        "summary": "Replace a reaction's data (as PUT)",
+        "path": m.IdPath,
+        "body": m.ReactionData,
+        "responses": {200: m.Reaction},
+        "problems": _MISSING,
+    },
+    ("/v1/reactions/{id}", "DELETE"): {"path": m.IdPath, "responses": _DELETED, "problems": _MISSING},
+    ("/v1/users", "POST"): {
+        "query": m.UserQuery,
+        "body": m.UserIn,
+        "responses": {201: m.User, 200: Reply(m.User, "The existing user (get_or_create)")},
+        "problems": {409: "The user exists (and get_or_create is off)"},
+    },
+    ("/v1/users/{id}", "GET"): {"path": m.IdPath, "responses": {200: m.User}, "problems": _MISSING},
+    ("/v1/users/{id}", "PUT"): {
+        "path": m.IdPath,
+        "body": m.DataIn,
+        "responses": {200: m.User},
+        "problems": _MISSING,
+    },
+    ("/v1/users/{id}", "DELETE"): {"path": m.IdPath, "responses": _DELETED, "problems": _MISSING},
+    ("/v1/collections", "POST"): {"body": m.UpsertObjects, "responses": {201: m.UpsertedObjects}},
+    ("/v1/collections", "GET"): {"query": m.SelectQuery, "responses": {200: m.SelectedObjects}},
+    ("/v1/collections/{collection}", "POST"): {
+        "path": m.CollectionPath,
+        "body": m.ObjectIn,
+        "responses": {201: m.CollectionObject},
+        "problems": {409: "The chosen id is taken"},
+    },
+    ("/v1/collections/{collection}/{id}", "GET"): {
+        "path": m.ObjectPath,
+        "responses": {200: m.CollectionObject},
+        "problems": _MISSING,
+    },
+    ("/v1/collections/{collection}/{id}", "PUT"): {
+        "path": m.ObjectPath,
+        "body": m.DataIn,
+        "responses": {200: m.CollectionObject},
+        "problems": _MISSING,
+    },
+    ("/v1/collections/{collection}/{id}", "DELETE"): {
+        "path": m.ObjectPath,
+        "responses": _DELETED,
+        "problems": _MISSING,
+    },
+}
 
 
 class ModelApi:
@@ -288,7 +391,7 @@ class ModelApi:
         """Replace a user's data."""
         principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
-        return json_response(await self.objects.update_user(principal, request.path_params["id"], body))
+        return json_response(await self.objects.update_user(principal, request.path_params["id"], _an_object(body)))
 
     async def delete_user(self, request: Request) -> Response:
         """Delete a user."""
@@ -315,7 +418,7 @@ class ModelApi:
         principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         p = request.path_params
-        return json_response(await self.objects.update_object(principal, p["collection"], p["id"], body))
+        return json_response(await self.objects.update_object(principal, p["collection"], p["id"], _an_object(body)))
 
     async def delete_object(self, request: Request) -> Response:
         """Delete a collection object."""
@@ -338,7 +441,12 @@ class ModelApi:
                     f"data.{collection} must be a list", errors=[{"loc": f"data.{collection}", "msg": "list"}]
                 )
             out[collection] = []
-            for item in items:
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise Invalid(
+                        f"data.{collection}.{i} must be an object",
+                        errors=[{"loc": f"data.{collection}.{i}", "msg": "object"}],
+                    )
                 fields = {"id": item.get("id"), "user_id": item.get("user_id"), "data": item.get("data")}
                 if fields["data"] is None and isinstance(item, dict):  # GetStream: the rest of the item is data
                     fields["data"] = {k: v for k, v in item.items() if k not in ("id", "user_id")}

@@ -443,7 +443,9 @@ class GetStreamModel:
         out: dict[str, list[dict[str, Any]]] = {}
         for name, items in data.items():
             out[name] = []
-            for item in items if isinstance(items, list) else []:
+            for i, item in enumerate(items if isinstance(items, list) else []):
+                if not isinstance(item, dict):
+                    raise input_error(f"data.{name}.{i} must be an object", {f"data.{name}.{i}": ["an object"]})
                 fields = {
                     "id": item.get("id"),
                     "user_id": item.get("user_id"),
