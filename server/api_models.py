@@ -897,3 +897,19 @@ def feed_page_query_model(max_page: int) -> type[BaseModel]:
     return create_model(
         "FeedPageQuery", __base__=(page_query_model(max_page), EnrichQuery), __doc__=feed_page_query_model.__doc__
     )
+
+
+class DemoFeedGroup(BaseModel):
+    """One configured feed group, as the dashboard needs it."""
+
+    type: Literal["flat", "aggregated", "notification"]
+
+
+class DemoFeedGroups(BaseModel):
+    """``GET /demo/feed-groups.json``: the type of each configured feed group (by slug)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"feed_groups": {"notifications": {"type": "notification"}}}]}
+    )
+
+    feed_groups: dict[str, DemoFeedGroup]

@@ -144,6 +144,7 @@ _MISSING = {404: "Unknown, or hidden from the caller"}
 _DELETED = {204: Reply(None, "Deleted")}
 #: The models of each native follow, reaction, user, collection and group route.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/demo/feed-groups.json", "GET"): {"responses": {200: m.DemoFeedGroups}},
     (f"{_FEED}/follows", "POST"): {
         "path": m.FeedPath,
         "body": m.FollowIn,
