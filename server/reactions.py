@@ -8,7 +8,15 @@ activity's own visibility. Lookups by reaction id and by user are small indexes 
 own, written by separate calls after the script (never a cross-slot script).
 
 Reads enrich activities with ``reaction_counts``, ``latest_reactions`` and ``own_reactions``
-(``{kind: …}``), GetStream's ``withReactionCounts``/``withRecentReactions``/``withOwnReactions``.
+(``{kind: …}``), GetStream's ``withReactionCounts``/``withRecentReactions``/``withOwnReactions``;
+every reaction answered carries ``children_counts`` and ``latest_children`` (and ``own_children``
+on request). All of it is read by ``lua/reaction_read.lua``, one call per feed slot, as JSON text
+that callers splice into the stored activity bodies.
+
+A reaction's child reactions go with it, and an activity's reactions go with the activity
+(``ReactionService.forget_activity``: called after the API deletions, and by any read that meets
+reactions of an activity that is gone, e.g. trimmed): adding a reaction needs its activity, so once
+the activity is gone the set can only shrink and the cleanup never races a new reaction.
 """
 
 from __future__ import annotations
@@ -104,7 +112,7 @@ class ReactionStore:
             reaction["user_id"],
             reaction.get("parent") or "",
         ]
-        keys = [*self.keys.feed(feed), *rx_keys, self.keys.reaction_parents(feed)]
+        keys = [*self.keys.feed(feed), *rx_keys, self.keys.reaction_parents(feed), self.keys.reaction_summaries(feed)]
         reply = await self.calls.eval(self._script, keys, args)
         status = text(reply[0])
         if status == "missing":
@@ -142,9 +150,11 @@ class ReactionStore:
         rx = self.keys.reactions(feed, "")[0]
         parts = ("c" if flags.counts else "") + ("r" if flags.recent else "") + ("o" if flags.own else "")
         parts += "O" if flags.own_children else ""
+        parts += "C" if flags.recent_limit == flags.children_limit == DEFAULT_RECENT else ""
         args = [mode, rx[:-2], user or "", flags.recent_limit, flags.children_limit, parts or "-"]
         args += [len(flags.kinds), *flags.kinds, *ids]
-        return self.calls.eval(self._read, [rx, self.keys.feed(feed).acts, self.keys.reaction_parents(feed)], args)
+        keys = [rx, self.keys.feed(feed).acts, self.keys.reaction_parents(feed), self.keys.reaction_summaries(feed)]
+        return self.calls.eval(self._read, keys, args)
 
     async def fragments(self, targets: Sequence[tuple[str, str]], flags: EnrichFlags, user: str | None) -> list[bytes]:
         """For each (feed, activity id): the JSON text ``"reaction_counts":…,"latest_reactions":…,
@@ -237,9 +247,9 @@ class ReactionStore:
         commands: list[tuple[Any, ...]] = [(k, "DEL", k) for k in sorted(keys)]
         ids = [r["id"] for r in reactions]
         commands += [(rx, "HDEL", rx, *ids[i : i + 500]) for i in range(0, len(ids), 500)]
-        parents = self.keys.reaction_parents(feed)
         gone = [*roots, *ids]
-        commands += [(parents, "HDEL", parents, *gone[i : i + 500]) for i in range(0, len(gone), 500)]
+        for key in (self.keys.reaction_parents(feed), self.keys.reaction_summaries(feed)):
+            commands += [(key, "HDEL", key, *gone[i : i + 500]) for i in range(0, len(gone), 500)]
         for r in reactions:
             locator = self.keys.reaction_locator(r["id"])
             user_ids, user_feeds = self.keys.user_reactions(r["user_id"])

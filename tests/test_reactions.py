@@ -319,7 +319,7 @@ async def test_enriched_read_matches_a_reference_built_from_listings(server, ali
         params = {"activity_id": aid, "feed": src, "limit": limit, **({"kind": kind} if kind else {})}
         return (await admin.get("/v1/reactions", params=params)).json()["results"]
 
-    for kinds, recent in (((), 10), (("like", "comment"), 2)):
+    async def compare(kinds: tuple[str, ...], recent: int) -> None:
         expected = []
         for doc in plain:
             everything = await listing(doc["id"], 100)
@@ -342,4 +342,18 @@ async def test_enriched_read_matches_a_reference_built_from_listings(server, ali
         enriched = (await bob_reader.get(timeline, params=params)).json()["results"]
         assert enriched == expected
         assert [list(d) for d in enriched] == [list(d) for d in expected]  # same field order too
+
+    for kinds, recent in (((), 10), (("like", "comment"), 2), ((), 10)):
+        await compare(kinds, recent)
+    # every change of an activity's reactions shows in the next read (no stale cached part)
+    [first, *_] = await listing(posts[4]["id"], 10, "comment")
+    await _react(bob, kind="reply", parent=first["id"])
+    await compare((), 10)
+    assert (await alice.put(f"/v1/reactions/{first['id']}", json={"data": {"edited": True}})).status_code == 200
+    await compare((), 10)
+    [like, *_] = await listing(posts[3]["id"], 10, "like")
+    assert (await bob.delete(f"/v1/reactions/{like['id']}")).status_code == 204
+    await compare((), 10)
+    await _react(alice, kind="like", activity_id=posts[5]["id"], feed=src)
+    await compare((), 10)
     assert any(isinstance(d["actor"], dict) and d["actor"].get("data") == {"name": "Alice"} for d in plain)

@@ -1,10 +1,12 @@
 -- Read reactions of one feed's slot in one call (SPEC §12), as JSON text ready to splice.
 -- KEYS 1: rx (reaction bodies), 2: acts (the feed's activities), 3: rxh (reaction id -> how many
--- child reactions it has, absent for none). The per-target keys
+-- child reactions it has, absent for none), 4: rxs (activity id -> its cached counts and latest
+-- reactions, see mode "a"). The per-target keys
 -- (rxc:<t>, rxi:<t>:<kind>, rxu:<t>:<user>) are named from ARGV[2], the feed's key base
 -- "<prefix>{<feed>}:": they share the feed's hash tag, so the call stays in one slot.
 -- ARGV: mode, base, user ("" for none), recent_limit, child_limit, flags, n_kinds, kinds…, ids…
---   flags: "c" reaction_counts, "r" latest_reactions, "o" own_reactions, "O" own_children.
+--   flags: "c" reaction_counts, "r" latest_reactions, "o" own_reactions, "O" own_children,
+--   "C" the limits are the defaults (the cache in rxs applies).
 --   mode "a": ids are activity ids; returns, per id, the text
 --     "reaction_counts":{…},"latest_reactions":{…},"own_reactions":{…} (the asked-for parts).
 --   mode "r": ids are reaction ids; returns, per id, the reaction with "children_counts",
@@ -12,7 +14,7 @@
 --     activity is gone (the caller hides it and cleans it up).
 -- Every reaction returned carries children_counts/latest_children; children of children carry
 -- their counts and their own latest children, down to MAX_DEPTH levels.
-local K_RX, K_ACTS, K_RXH = KEYS[1], KEYS[2], KEYS[3]
+local K_RX, K_ACTS, K_RXH, K_RXS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, base, user = ARGV[1], ARGV[2], ARGV[3]
 local recent_limit, child_limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local flags = ARGV[6]
@@ -28,6 +30,7 @@ local OWN_LIMIT = 100
 
 local function has(flag) return string.find(flags, flag, 1, true) ~= nil end
 local want_counts, want_recent, want_own, want_own_children = has('c'), has('r'), has('o'), has('O')
+local cacheable = has('C') and not only and not want_own_children
 
 -- A redis.call costs far more than the command it runs: bodies (and whether each reaction has
 -- children, K_RXH) are fetched in bulk, once per id.
@@ -112,8 +115,21 @@ local function own_index(t)
   return redis.call('ZREVRANGEBYLEX', base .. 'rxu:' .. t .. ':' .. user, '+', '-', 'LIMIT', 0, OWN_LIMIT)
 end
 
--- The reaction ``body`` (JSON object text) of reaction ``rid`` with its children's fields.
+-- The reaction ``body`` (JSON object text) of reaction ``rid`` with its children's fields (the
+-- same reaction often shows in both latest and own reactions: built once per depth).
+local built = {}
+local build
 decorate = function(body, rid, depth)
+  local key = rid .. '\0' .. depth
+  local text = built[key]
+  if not text then
+    text = build(body, rid, depth)
+    built[key] = text
+  end
+  return text
+end
+
+build = function(body, rid, depth)
   local head = string.sub(body, 1, -2)
   if not parents[rid] then
     if want_own_children then
@@ -145,18 +161,30 @@ end
 
 local out = {}
 if mode == 'a' then
+  -- The user-independent part (counts and latest reactions, default limits, no kind filter) of
+  -- each activity is kept in K_RXS (``counts\nlatest``; compact JSON has no raw newline), written
+  -- here on a miss and dropped by every change of the activity's reactions (lua/reaction.lua).
+  local aids = {}
+  for i = first, #ARGV do aids[#aids + 1] = ARGV[i] end
+  local cached = {}
+  if cacheable and #aids > 0 then cached = redis.call('HMGET', K_RXS, unpack(aids)) end
   -- First every index (ids), then every body in one go, then the text.
   local plans, wanted = {}, {}
-  for i = first, #ARGV do
-    local aid = ARGV[i]
+  for n, aid in ipairs(aids) do
     local plan = {}
-    plan.counts, plan.kinds = counts(aid, only)
-    if want_recent then
-      plan.latest = {}
-      for k, kind in ipairs(plan.kinds) do
-        local ids = redis.call('ZREVRANGEBYLEX', base .. 'rxi:' .. aid .. ':' .. kind, '+', '-', 'LIMIT', 0, recent_limit)
-        plan.latest[k] = ids
-        for _, id in ipairs(ids) do wanted[#wanted + 1] = id end
+    local hit = cached[n]
+    if hit then
+      local cut = string.find(hit, '\n', 1, true)
+      plan.counts, plan.latest_text = string.sub(hit, 1, cut - 1), string.sub(hit, cut + 1)
+    else
+      plan.counts, plan.kinds = counts(aid, only)
+      if want_recent then
+        plan.latest = {}
+        for k, kind in ipairs(plan.kinds) do
+          local ids = redis.call('ZREVRANGEBYLEX', base .. 'rxi:' .. aid .. ':' .. kind, '+', '-', 'LIMIT', 0, recent_limit)
+          plan.latest[k] = ids
+          for _, id in ipairs(ids) do wanted[#wanted + 1] = id end
+        end
       end
     end
     if want_own and user ~= '' then
@@ -166,21 +194,30 @@ if mode == 'a' then
     plans[#plans + 1] = plan
   end
   fetch(wanted)
-  for _, plan in ipairs(plans) do
+  local store = {}
+  for n, plan in ipairs(plans) do
     local parts = {}
     if want_counts then parts[#parts + 1] = '"reaction_counts":' .. plan.counts end
     if want_recent then
-      local latest = {}
-      for k, kind in ipairs(plan.kinds) do
-        latest[#latest + 1] = cjson.encode(kind) .. ':' .. list(plan.latest[k], 1)
+      if not plan.latest_text then
+        local latest = {}
+        for k, kind in ipairs(plan.kinds) do
+          latest[#latest + 1] = cjson.encode(kind) .. ':' .. list(plan.latest[k], 1)
+        end
+        plan.latest_text = '{' .. table.concat(latest, ',') .. '}'
+        if cacheable then
+          store[#store + 1] = aids[n]
+          store[#store + 1] = plan.counts .. '\n' .. plan.latest_text
+        end
       end
-      parts[#parts + 1] = '"latest_reactions":{' .. table.concat(latest, ',') .. '}'
+      parts[#parts + 1] = '"latest_reactions":' .. plan.latest_text
     end
     if want_own then
       parts[#parts + 1] = '"own_reactions":' .. (plan.own and by_kind(plan.own, only, recent_limit, 1) or '{}')
     end
     out[#out + 1] = table.concat(parts, ',')
   end
+  if #store > 0 then redis.call('HSET', K_RXS, unpack(store)) end
 else
   local ids = {}
   for i = first, #ARGV do ids[#ids + 1] = ARGV[i] end
