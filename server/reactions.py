@@ -343,14 +343,16 @@ class ReactionService:
             raise Forbidden("only admins may react as another user")
         return _text(given, "user_id")
 
-    async def _mine(self, principal: Principal, reaction_id: str) -> tuple[str, dict[str, Any]]:
+    async def _mine(self, principal: Principal, reaction_id: str, *, alive: bool = True) -> tuple[str, dict[str, Any]]:
+        """(feed, stored reaction) if the caller may see it; ``alive``: also check (for one's own
+        reactions, which skip the visibility check) that its activity still exists."""
         found = await self.store.locate(reaction_id)
         if found is None:
             raise NotFound(f"reaction {reaction_id} not found")
         feed, reaction = found
         if reaction["user_id"] != principal.sub:  # one's own reactions stay reachable from a copy
             await self.feeds.get(principal, feed, reaction["activity_id"])
-        elif not await self.store.activity_exists(feed, reaction["activity_id"]):
+        elif alive and not await self.store.activity_exists(feed, reaction["activity_id"]):
             await self.forget_activity(feed, reaction["activity_id"])
             raise NotFound(f"reaction {reaction_id} not found")
         return feed, reaction
@@ -367,7 +369,7 @@ class ReactionService:
 
     async def get(self, principal: Principal, reaction_id: str, flags: EnrichFlags | None = None) -> dict[str, Any]:
         """One reaction (404 when missing or its activity is hidden from the caller)."""
-        feed, _ = await self._mine(principal, reaction_id)
+        feed, _ = await self._mine(principal, reaction_id, alive=False)  # _shown checks it
         shown = await self._shown(principal, feed, [reaction_id], flags)
         if not shown:
             raise NotFound(f"reaction {reaction_id} not found")
