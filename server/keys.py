@@ -160,6 +160,14 @@ class Keys:
             f"{base}rxu:{target}:{user}",
         )
 
+    def reaction_parents(self, feed: str) -> str:
+        """HASH reaction id -> how many child reactions it has (absent: none), in ``feed``'s slot."""
+        return f"{self.prefix}{{{feed}}}:rxh"
+
+    def reaction_summaries(self, feed: str) -> str:
+        """HASH activity id -> its cached reaction counts and latest reactions (``lua/reaction_read.lua``)."""
+        return f"{self.prefix}{{{feed}}}:rxs"
+
     def reaction_locator(self, reaction_id: str) -> str:
         """Where reaction ``reaction_id`` lives (its feed's name)."""
         return f"{self.prefix}{{rx:{reaction_id}}}"

@@ -64,6 +64,7 @@ def enrich_flags(params: QueryParams) -> EnrichFlags:
         counts=_flag(params, "with_reaction_counts", "withReactionCounts", "reactions.counts"),
         kinds=tuple(kinds),
         recent_limit=max(1, min(limit, MAX_LIMIT)),
+        own_children=_flag(params, "with_own_children", "withOwnChildren", "reactions.own_children"),
     )
 
 
@@ -82,20 +83,47 @@ class Enricher:
         self.objects = objects
 
     async def __call__(self, principal: Principal, bodies: list[bytes], params: QueryParams) -> list[bytes]:
-        """The page's bodies after enrichment (unchanged bytes when nothing applies)."""
+        """The page's bodies after enrichment (unchanged bytes when nothing applies).
+
+        Only what changes is decoded and encoded again: discarding decodes every body (rare),
+        references decode and re-encode the bodies holding one, and reaction fields come from one
+        script call per feed slot as JSON text spliced before each body's closing brace."""
         discard = discarded_actors(params)
         flags = enrich_flags(params)
         references = (params.get("enrich") or "true").lower() not in ("0", "false", "no")
         wants_refs = references and any(b'"SU:' in b or b'"SO:' in b for b in bodies)
         if not discard and not flags.any and not wants_refs:
             return bodies
-        docs = [orjson.loads(b) for b in bodies]
+        out = list(bodies)
         if discard:
-            docs = [d for d in docs if actor_id(d) not in discard and not _user_ref_in(d.get("actor"), discard)]
-        await self.reactions.enrich(principal, docs, flags)
+            kept = [(b, orjson.loads(b)) for b in out]
+            out = [b for b, d in kept if actor_id(d) not in discard and not _user_ref_in(d.get("actor"), discard)]
         if wants_refs:
+            at = [i for i, b in enumerate(out) if b'"SU:' in b or b'"SO:' in b]
+            docs = [orjson.loads(out[i]) for i in at]
             await self.objects.enrich(docs)
-        return [dumps(d) for d in docs]
+            for i, doc in zip(at, docs, strict=True):
+                out[i] = dumps(doc)
+        if flags.any and out:
+            docs = [orjson.loads(b) for b in out]
+            fragments = await self.reactions.fragments(principal, docs, flags)
+            for i, (doc, fragment) in enumerate(zip(docs, fragments, strict=True)):
+                out[i] = _splice(out[i], doc, fragment)
+        return out
+
+
+_REACTION_FIELDS = ("reaction_counts", "latest_reactions", "own_reactions")
+
+
+def _splice(body: bytes, doc: dict[str, Any], fragment: bytes) -> bytes:
+    """``body`` (the JSON of ``doc``) with the fields of ``fragment`` added at its end, as
+    ``doc.update`` would (a field ``doc`` already has is replaced where it stands)."""
+    if not fragment:
+        return body
+    if any(f in doc for f in _REACTION_FIELDS) or not body.endswith(b"}"):
+        doc.update(orjson.loads(b"{" + fragment + b"}"))
+        return dumps(doc)
+    return body[:-1] + (b"," if doc else b"") + fragment + b"}"
 
 
 def _an_object(body: Any) -> dict[str, Any]:
@@ -337,7 +365,8 @@ class ModelApi:
     async def get_reaction(self, request: Request) -> Response:
         """One reaction."""
         principal = caller(request)
-        return json_response(await self.reactions.get(principal, request.path_params["id"]))
+        flags = EnrichFlags(own_children=_flag(request.query_params, "with_own_children"))
+        return json_response(await self.reactions.get(principal, request.path_params["id"], flags))
 
     async def update_reaction(self, request: Request) -> Response:
         """Replace a reaction's data."""
@@ -371,6 +400,7 @@ class ModelApi:
             id_lt=q.get("id_lt") or "",
             id_gt=q.get("id_gt") or "",
             feed=q.get("feed") or "",
+            flags=EnrichFlags(own_children=_flag(q, "with_own_children")),
         )
         return json_response({"results": results})
 
