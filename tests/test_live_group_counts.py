@@ -141,3 +141,29 @@ async def test_feeds_that_are_not_group_typed_keep_the_activity_counts_frame(srv
     await admin.post("/v1/feeds/aggregated:1/activities", json={"verb": "v", "object": "o"})
     assert (await recv(agg))["event"] == "created"
     await nothing_more(agg, 0.5)
+
+
+async def test_a_failing_fold_is_logged_and_the_next_write_pushes(
+    srv: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the background fold fails (here: the groups' state key holds a wrong type, so Redis
+    refuses), the write still succeeds, the failure is logged, and once the state is readable
+    again the next write pushes the counts."""
+    feed = "alerts:u-2"
+    admin = srv.http(srv.token("root", admin=True))
+    ws = await srv.ws(srv.token("root", admin=True))
+    await subscribe(ws, feed)
+    meta = srv.app.keys.aggregation(feed)[0]
+    await asyncio.wait_for(srv.app.pipeline.command(meta, "SET", meta, "not a hash"), 5)
+    failed = srv.app.group_counts.failed
+    r = await admin.post(f"/v1/feeds/{feed}/activities", json={"verb": "like", "object": "o"})
+    assert r.status_code == 201
+    assert (await recv(ws))["event"] == "created"
+    async with asyncio.timeout(10):
+        while srv.app.group_counts.failed == failed:
+            await asyncio.sleep(0.05)
+    assert any("could not push group counts" in m for m in caplog.messages)
+    await nothing_more(ws, 0.3)
+    await asyncio.wait_for(srv.app.pipeline.command(meta, "DEL", meta), 5)
+    await admin.post(f"/v1/feeds/{feed}/activities", json={"verb": "follow", "object": "o"})
+    assert pair(await counts(ws)) == ((2, 2), (2, 2))
