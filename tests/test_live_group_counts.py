@@ -167,3 +167,17 @@ async def test_a_failing_fold_is_logged_and_the_next_write_pushes(
     await asyncio.wait_for(srv.app.pipeline.command(meta, "DEL", meta), 5)
     await admin.post(f"/v1/feeds/{feed}/activities", json={"verb": "follow", "object": "o"})
     assert pair(await counts(ws)) == ((2, 2), (2, 2))
+
+
+async def test_follow_copies_push_the_group_counts(srv: RunningServer) -> None:
+    """A notification feed following a feed gets its copies through the fan-out; each copy that
+    opens a group pushes the counts like a direct write."""
+    admin = srv.http(srv.token("root", admin=True))
+    r = await admin.post("/v1/feeds/alerts:u-3/follows", json={"target": "user:star", "activity_copy_limit": 0})
+    assert r.status_code == 201, r.text
+    ws = await srv.ws(srv.token("root", admin=True))
+    await subscribe(ws, "alerts:u-3")
+    await admin.post("/v1/feeds/user:star/activities", json={"verb": "post", "object": "o:1"})
+    assert pair(await counts(ws)) == ((1, 1), (1, 1))
+    await admin.post("/v1/feeds/user:star/activities", json={"verb": "like", "object": "o:1"})
+    assert pair(await counts(ws)) == ((2, 2), (2, 2))
