@@ -26,8 +26,15 @@ eval, no attribute access beyond ``time.strftime``): ``{{ verb }}``, ``{{ actor 
 A notification feed's groups carry ``is_seen``/``is_read``, and a read returns
 ``unseen``/``unread``: the number of groups not seen/read since they last gained an activity
 (a group marked seen is unseen again once a new activity joins it, as in GetStream). Marking a
-group also marks its activities with the feed's activity marks (``lua/marks.lua``), which push
-the activity-level counts live.
+group also marks its activities with the feed's activity marks (those of ``lua/marks.lua``), in
+the same script.
+
+A notification feed's counts are pushed live on its channel: ``{"counts": {activity unseen,
+unread}, "groups": {group unseen, unread}}`` (the ``notifications`` frame with ``groups``), by
+every group mark and by every fold that files a change. ``LiveGroupCounts`` folds a notification
+feed soon after each write to it (``FeedStore.on_change``, coalesced per feed, in the background),
+when someone is subscribed to it, so its subscribers learn that a new activity opened or re-opened
+a group (or that a delete emptied one) without reading.
 
 A reader who may not see every activity of the feed (not a feed admin, nor the owner of a
 notification feed), or who discards actors, gets the same groups in the same order, each
@@ -38,7 +45,10 @@ activities (``next`` then continues from there).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +76,8 @@ SCAN = 1000
 GROUP_ACTIVITIES = 15
 #: Folds attempted by one read before giving up on racing readers (each retry reads the log anew).
 _FOLD_ATTEMPTS = 8
+
+log = logging.getLogger("feedserver.aggregation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,19 +201,22 @@ class AggregationStore:
     async def _eval(self, feed: str, *args: Any) -> Any:
         return await self.calls.eval(self._script, self._keys(feed), args)
 
-    async def fold(self, feed: str, key_of: Callable[[Mapping[str, Any]], str]) -> None:
+    async def fold(self, feed: str, key_of: Callable[[Mapping[str, Any]], str], *, live: bool = False) -> None:
         """File the feed's changes since the last fold into its groups (``key_of``: an activity's
-        group key); rebuild them from the feed when the log no longer reaches that far."""
+        group key); rebuild them from the feed when the log no longer reaches that far.
+
+        ``live`` (notification feeds): a fold that files anything publishes the feed's counts."""
         meta = self.keys.aggregation(feed)[0]
+        flag = "1" if live else ""
         for _ in range(_FOLD_ATTEMPTS):
             epoch, seq = await self.calls.cmd(meta, "HMGET", meta, "epoch", "seq")
             if epoch is None or seq is None:
-                await self.rebuild(feed, key_of)
+                await self.rebuild(feed, key_of, live=live)
                 return
             since = (text(epoch), int(seq))
             cursor = await self.feeds.cursor(feed, since)
             if not cursor.recovered:
-                await self.rebuild(feed, key_of)
+                await self.rebuild(feed, key_of, live=live)
                 return
             if cursor.seq == since[1]:
                 return
@@ -215,12 +230,12 @@ class AggregationStore:
                     ops.append(_add_op(feed, key_of, activity))
                 elif event.get("event") == "deleted":
                     ops.append(["del", activity["id"]])
-            reply = await self._eval(feed, "apply", "", *since, cursor.epoch, cursor.seq, orjson.dumps(ops))
+            reply = await self._eval(feed, "apply", "", *since, cursor.epoch, cursor.seq, orjson.dumps(ops), flag)
             if text(reply[0]) == "ok":
                 return
         # Readers kept folding first: the groups are at most a few changes behind, serve them.
 
-    async def rebuild(self, feed: str, key_of: Callable[[Mapping[str, Any]], str]) -> None:
+    async def rebuild(self, feed: str, key_of: Callable[[Mapping[str, Any]], str], *, live: bool = False) -> None:
         """File every activity of the feed anew (first read, or the log lost the last fold).
 
         The feed position is taken first, so changes made while the activities are read are filed
@@ -238,7 +253,8 @@ class AggregationStore:
                 if body:
                     ops.append(_add_op(feed, key_of, orjson.loads(body)))
             start += len(ids)
-        await self._eval(feed, "apply", "1", "", "", cursor.epoch, cursor.seq, orjson.dumps(ops))
+        flag = "1" if live else ""
+        await self._eval(feed, "apply", "1", "", "", cursor.epoch, cursor.seq, orjson.dumps(ops), flag)
 
     async def page(self, feed: str, *, id_lt: str, offset: int, limit: int, cap: int, budget: int) -> StoredPage:
         """Groups newest first after ``id_lt`` (a group id), each with its newest ``cap`` members;
@@ -258,16 +274,17 @@ class AggregationStore:
         ]
         return StoredPage(groups, reply[2] == b"1", int(reply[0]), int(reply[1]))
 
-    async def members(self, feed: str, gids: Sequence[str]) -> list[str]:
-        """Every activity id of the groups ``gids``."""
-        if not gids:
-            return []
-        reply = await self._eval(feed, "members", *gids)
-        return [text(i) for ids in reply for i in ids]
+    async def mark(self, feed: str, mode: str, gids: Sequence[str], *, all_: bool) -> tuple[int, int]:
+        """Mark groups (or all) seen, or read and seen, until they gain an activity again, and
+        their activities likewise; publishes the counts. Returns the group (unseen, unread)."""
+        reply = await self._eval(feed, "mark", mode, "1" if all_ else "", *gids)
+        return int(reply[0]), int(reply[1])
 
-    async def mark(self, feed: str, mode: str, gids: Sequence[str], *, all_: bool) -> None:
-        """Mark groups (or all) seen, or read and seen, until they gain an activity again."""
-        await self._eval(feed, "mark", mode, "1" if all_ else "", *gids)
+    async def subscribed(self, feed: str) -> bool:
+        """Whether anyone subscribes to the feed's channel (sharded pub/sub, on its slot's node)."""
+        channel = self.keys.channel(feed)
+        reply = await self.calls.cmd(channel, "PUBSUB", "SHARDNUMSUB", channel)
+        return bool(reply and int(reply[1]) > 0)
 
 
 def _add_op(feed: str, key_of: Callable[[Mapping[str, Any]], str], doc: Mapping[str, Any]) -> list[str]:
@@ -335,7 +352,7 @@ class AggregationService:
     async def _fold(self, feed: str) -> FeedGroup:
         group = self.groups.of(feed)
         template = group.aggregation_format
-        await self.store.fold(feed, lambda doc: render(template, doc))
+        await self.store.fold(feed, lambda doc: render(template, doc), live=group.type == "notification")
         return group
 
     async def read(
@@ -413,18 +430,14 @@ class AggregationService:
         if not owner and not principal.rights(feed) & (Right.WRITE | Right.ADMIN):
             raise Forbidden(f"no right to mark {feed}")
 
-    async def _mark(self, principal: Principal, feed: str, mode: str, which: str) -> None:
-        """Mark groups (``which``: "true"/"all" or group ids) and their activities seen or read."""
+    async def _mark(self, principal: Principal, feed: str, mode: str, which: str) -> tuple[int, int]:
+        """Mark groups (``which``: "true"/"all" or group ids) and their activities seen or read;
+        the new group (unseen, unread), also pushed live."""
         self._may_mark(principal, feed)
         if which.lower() in ("true", "1", "all"):
-            await self.store.mark(feed, mode, (), all_=True)
-            await self.feeds.store.marks(feed, mode, all_=True)
-            return
+            return await self.store.mark(feed, mode, (), all_=True)
         gids = list(dict.fromkeys(w for w in which.split(",") if w))[: self.feeds.max_page]
-        ids = await self.store.members(feed, gids)
-        await self.store.mark(feed, mode, gids, all_=False)
-        if ids:
-            await self.feeds.store.marks(feed, mode, ids)
+        return await self.store.mark(feed, mode, gids, all_=False)
 
     async def mark(self, principal: Principal, feed: str, mode: str, raw: Any) -> tuple[int, int]:
         """Mark ``{"ids": [group ids]}`` or ``{"all": true}`` seen or read; the new group counts."""
@@ -437,6 +450,74 @@ class AggregationService:
             )
         which = "true" if raw.get("all") is True else ",".join(str(i) for i in raw["ids"])
         await self._fold(feed)
-        await self._mark(principal, feed, mode, which)
-        after = await self.read(principal, feed, limit=1)
-        return after.unseen or 0, after.unread or 0
+        return await self._mark(principal, feed, mode, which)
+
+    async def refresh(self, feed: str) -> bool:
+        """Fold a notification feed now if anyone subscribes to it (the fold pushes its counts
+        when it files a change); whether it was folded."""
+        if not await self.store.subscribed(feed):
+            return False
+        await self._fold(feed)
+        return True
+
+
+class LiveGroupCounts:
+    """Pushes a notification feed's group counts after writes to it (SPEC §12: "counts and group
+    changes are pushed live").
+
+    ``changed(feed)`` (a ``FeedStore.on_change`` callback) only notes the feed, and only if its
+    group type is notification: the writer is never held up. A background task folds the noted
+    feeds (``AggregationService.refresh``; at most ``concurrency`` at a time, each feed once
+    however many writes it got meanwhile; a feed written to during its fold is folded again).
+    At most ``max_pending`` feeds wait; beyond that, and on Redis trouble, a feed is left to its
+    next read or write, which folds it (and pushes the counts) anyway.
+    """
+
+    def __init__(self, service: AggregationService, *, concurrency: int = 16, max_pending: int = 10_000) -> None:
+        self.service = service
+        self.concurrency = concurrency
+        self.max_pending = max_pending
+        self._pending: dict[str, None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.dropped = 0  # feeds not noted because too many were waiting
+        self.failed = 0  # folds that failed (Redis trouble)
+
+    def changed(self, feed: str, *_: object) -> None:
+        """A change was written to ``feed``: fold it soon, if it is a notification feed."""
+        if self._closed or feed in self._pending or self.service.groups.of(feed).type != "notification":
+            return
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending[feed] = None
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                feeds = list(self._pending)[: self.concurrency]
+                for feed in feeds:
+                    del self._pending[feed]
+                done = await asyncio.gather(*map(self.service.refresh, feeds), return_exceptions=True)
+                failures = [r for r in done if isinstance(r, BaseException)]
+                if failures:
+                    self.failed += len(failures)
+                    log.warning(
+                        "could not push group counts of %d notification feeds (their next read does): %s",
+                        len(failures),
+                        failures[0],
+                    )
+        finally:
+            self._task = None
+
+    async def close(self) -> None:
+        """Stop folding (shutdown); what waits is left to the next reads."""
+        self._closed = True
+        task, self._task = self._task, None
+        self._pending.clear()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -27,7 +27,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .aggregation import AggregationService, AggregationStore, FeedGroups
+from .aggregation import AggregationService, AggregationStore, FeedGroups, LiveGroupCounts
 from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
@@ -264,6 +264,10 @@ class FeedApp:
             self.feed_groups,
             AggregationStore(self.pipeline, self.keys, self.store, timeout=s.redis.command_timeout),
         )
+        # Notification feeds push their group counts after writes (user writes and follow copies).
+        self.group_counts = LiveGroupCounts(self.aggregation)
+        self.store.on_change = _each(self.store.on_change, self.group_counts.changed)
+        self.copy_store.on_change = _each(self.copy_store.on_change, self.group_counts.changed)
         self.model_api = ModelApi(
             self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
         )
@@ -459,6 +463,7 @@ class FeedApp:
             yield
         finally:
             await self.fanout.close()
+            await self.group_counts.close()
             self.drain.uninstall()
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
@@ -471,6 +476,17 @@ class FeedApp:
             await self.copy_store.close()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
+
+
+def _each(*callbacks: Callable[..., None] | None) -> Callable[..., None]:
+    """One ``on_change`` callback calling each of ``callbacks`` (None ones left out) in turn."""
+    chosen = [c for c in callbacks if c is not None]
+
+    def call(*args: Any) -> None:
+        for callback in chosen:
+            callback(*args)
+
+    return call
 
 
 def _cluster_broker(urls: list[str], keys: Keys, hub: Hub, metrics: Metrics, s: Settings) -> BrokerContract:

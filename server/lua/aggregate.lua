@@ -6,17 +6,22 @@
 -- KEYS: the feed's keys (keys.FeedKeys), then Keys.aggregation: meta, of, t, m, g, z, a, unseen,
 -- unread, then the feed's activity seen and read sets — all in the feed's slot.
 -- ARGV[1] is the mode:
---   "apply", reset ("1": forget every group first), from_epoch, from_seq, to_epoch, to_seq, ops
+--   "apply", reset ("1": forget every group first), from_epoch, from_seq, to_epoch, to_seq, ops,
+--       live ("1": a notification feed)
 --       ops: JSON [["add", id, gid, key, verb, actor, time] | ["del", id], ...] in seq order.
 --       Without reset, applies only if the groups were folded up to exactly (from_epoch,
 --       from_seq), else returns {"moved"} (another reader folded first: read the log again).
+--       With live, a fold that filed anything publishes the feed's counts (below).
 --   "page", id_lt (a group id or ""), offset, limit, cap, budget
 --       → {unseen, unread, more ("1"|""), {gid, group_json, unseen, unread, {bodies}}...} newest
 --       group first, each with its newest `cap` members (bodies; "" when gone); stops early once
 --       `budget` members were returned (at least one group). {"unknown"} for an unknown id_lt.
---   "members", gid... → {{ids}...}: every member of each group, newest first.
 --   "mark", "seen"|"read", all ("1"), gid... → marks groups seen (or read and seen) until they
---       change again.
+--       change again, and their activities with the feed's activity marks (as lua/marks.lua);
+--       publishes the counts; returns {group unseen, group unread}.
+-- The counts message, on the feed's channel (no seq, not logged; hub.py makes it the
+-- `notifications` frame): {"counts": {"unseen", "unread"}, "groups": {"unseen", "unread"}} —
+-- activities (as lua/marks.lua publishes them) and groups not seen/read.
 local K_AMETA, K_OF, K_T, K_M, K_G, K_Z, K_A, K_UNSEEN, K_UNREAD =
   KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 local K_SEEN, K_READ = KEYS[17], KEYS[18] -- the feed's activity marks (lua/marks.lua)
@@ -150,6 +155,30 @@ local function add(id, gid, key, verb, actor, time)
   redis.call('SADD', K_UNREAD, gid)
 end
 
+-- Publish the activity and group counts on the feed's channel; returns the group counts.
+local function publish_counts()
+  local total = redis.call('ZCARD', K_IDX)
+  local unseen = total - redis.call('ZINTERCARD', 2, K_IDX, K_SEEN)
+  local unread = total - redis.call('ZINTERCARD', 2, K_IDX, K_READ)
+  local gunseen, gunread = redis.call('SCARD', K_UNSEEN), redis.call('SCARD', K_UNREAD)
+  redis.call('SPUBLISH', K_CH, '{"counts":{"unseen":' .. unseen .. ',"unread":' .. unread ..
+    '},"groups":{"unseen":' .. gunseen .. ',"unread":' .. gunread .. '}}')
+  return gunseen, gunread
+end
+
+-- Add activity ids to a mark set (seen or read); forget marks of activities that left the feed
+-- once they outnumber the feed itself (as lua/marks.lua does).
+local function mark_ids(key, ids)
+  for i = 1, #ids, 500 do
+    redis.call('SADD', key, unpack(ids, i, math.min(i + 499, #ids)))
+  end
+  if redis.call('SCARD', key) > 2 * redis.call('ZCARD', K_IDX) + 100 then
+    for _, id in ipairs(redis.call('SMEMBERS', key)) do
+      if not redis.call('ZSCORE', K_IDX, id) then redis.call('SREM', key, id) end
+    end
+  end
+end
+
 if mode == 'apply' then
   local reset = ARGV[2] == '1'
   if reset then
@@ -158,7 +187,9 @@ if mode == 'apply' then
     local state = redis.call('HMGET', K_AMETA, 'epoch', 'seq')
     if state[1] ~= ARGV[3] or state[2] ~= ARGV[4] then return {'moved'} end
   end
-  for _, op in ipairs(cjson.decode(ARGV[7])) do
+  local ops = cjson.decode(ARGV[7])
+  local filed = reset or #ops > 0
+  for _, op in ipairs(ops) do
     if op[1] == 'add' then
       add(op[2], op[3], op[4], op[5], op[6], op[7])
     else
@@ -171,6 +202,7 @@ if mode == 'apply' then
     local oldest = redis.call('ZRANGE', K_T, 0, 0)[1]
     if not oldest or redis.call('ZSCORE', K_IDX, oldest) then break end
     remove(oldest)
+    filed = true
   end
   if reset then
     -- Rebuilt groups are new, except those whose every activity is already marked seen/read.
@@ -187,6 +219,7 @@ if mode == 'apply' then
     end
   end
   redis.call('HSET', K_AMETA, 'epoch', ARGV[5], 'seq', ARGV[6])
+  if filed and ARGV[8] == '1' then publish_counts() end
   return {'ok'}
 end
 
@@ -225,29 +258,26 @@ if mode == 'page' then
   return out
 end
 
-if mode == 'members' then
-  local out = {}
-  for i = 2, #ARGV do
-    local lo, hi = range_of(ARGV[i])
-    local ids = {}
-    for _, m in ipairs(redis.call('ZRANGEBYLEX', K_M, lo, hi)) do ids[#ids + 1] = member_id(m) end
-    out[#out + 1] = ids
-  end
-  return out
-end
-
 if mode == 'mark' then
   local read = ARGV[2] == 'read'
+  local ids = {}
   if ARGV[3] == '1' then
     redis.call('DEL', K_UNSEEN)
     if read then redis.call('DEL', K_UNREAD) end
+    ids = redis.call('ZRANGE', K_IDX, 0, -1)
   else
     for i = 4, #ARGV do
       redis.call('SREM', K_UNSEEN, ARGV[i])
       if read then redis.call('SREM', K_UNREAD, ARGV[i]) end
+      local lo, hi = range_of(ARGV[i])
+      for _, m in ipairs(redis.call('ZRANGEBYLEX', K_M, lo, hi)) do ids[#ids + 1] = member_id(m) end
     end
   end
-  return {redis.call('SCARD', K_UNSEEN), redis.call('SCARD', K_UNREAD)}
+  if #ids > 0 then
+    mark_ids(K_SEEN, ids)
+    if read then mark_ids(K_READ, ids) end
+  end
+  return {publish_counts()}
 end
 
 return redis.error_reply('aggregate.lua: unknown mode ' .. tostring(mode))
