@@ -127,6 +127,13 @@ class Activity(BaseModel):
     foreign_id: ShortText | None = None
     to: list[FeedName] | None = None
     origin: FeedName | None = Field(None, description="On a copy (`to`): the feed of the original")
+    reaction_counts: dict[str, int] | None = Field(None, description="Reads with `with_reaction_counts`: kind → n")
+    latest_reactions: dict[str, list[dict[str, Any]]] | None = Field(
+        None, description="Reads with `with_recent_reactions`: kind → the newest reactions"
+    )
+    own_reactions: dict[str, list[dict[str, Any]]] | None = Field(
+        None, description="Reads with `with_own_reactions`: kind → the caller's reactions"
+    )
 
 
 class NotificationActivity(Activity):
@@ -253,9 +260,9 @@ class PatchRequest(BaseModel):
 
 
 class MarkIds(BaseModel):
-    """Mark these notification ids."""
+    """Mark these notification ids (other keys are ignored)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"ids": ["01KAZ8Y0A1B2C3D4E5F6G7H8J9"]}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": ["01KAZ8Y0A1B2C3D4E5F6G7H8J9"]}]})
 
     ids: list[ActivityId] = Field(min_length=1, max_length=MAX_MARK_IDS)
 
@@ -263,9 +270,9 @@ class MarkIds(BaseModel):
 class MarkAll(BaseModel):
     """Mark every notification."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"all": True}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"all": True}]})
 
-    all: Literal[True]
+    all: Literal[True] = Field(description="Without `ids` (with both, `ids` decide)")
 
 
 MarkRequest = MarkIds | MarkAll
@@ -294,7 +301,9 @@ class IfMatch(BaseModel):
 class ForeignIdQuery(BaseModel):
     """``DELETE …/activities?foreign_id=``."""
 
-    foreign_id: ShortText = Field(description="Every activity of the feed with this foreign_id is removed")
+    foreign_id: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="Every activity of the feed with this foreign_id is removed (none when no activity has it)"
+    )
 
 
 @cache
@@ -376,3 +385,531 @@ def page_query_model(max_page: int) -> type[BaseModel]:
         verb=(str | None, Field(None, description="Only this verb")),
         actor=(str | None, Field(None, description="Only this actor id")),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Follows, reactions, users, collections and feed groups (SPEC §12)
+#
+# The handlers (``follow_routes.py``, ``model_routes.py``) check these bodies by hand and keep
+# keys they do not know (no ``extra="forbid"``: such keys are ignored, as GetStream does).
+
+#: Largest follower/following page (``follow_routes.MAX_LIST``).
+MAX_FOLLOW_LIST = 500
+#: Follow relations per ``/v1/follows`` or ``/v1/unfollows`` call (``follow_service.MAX_BATCH``).
+MAX_FOLLOW_BATCH = 2500
+#: Largest ``activity_copy_limit`` (``follow_service.MAX_COPY_LIMIT``).
+MAX_COPY_LIMIT = 1000
+#: Largest reaction page (``reactions.MAX_LIMIT``).
+MAX_REACTIONS = 100
+#: A user, object or reaction id: 1-128 printable characters, no ``{`` (``objects._ident``).
+ObjectId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f-\x9f{]{1,128}$")]
+#: A reaction's kind, or a reference to an activity or reaction: 1-255 printable characters.
+KindText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f-\x9f]{1,255}$")]
+RefText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f-\x9f]{1,128}$")]
+#: Comma-separated values (empty items are skipped).
+CommaList = str
+#: Comma-separated feed names.
+FeedNameList = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9_\-:.@]{1,128}(,[A-Za-z0-9_\-:.@]{1,128})*)?$")]
+#: A query flag: ``true``, ``1`` or ``yes`` (any case) turn it on, any other value leaves it off.
+Flag = str
+
+
+class FollowIn(BaseModel):
+    """``POST /v1/feeds/{feed}/follows``: follow ``target``, copying its newest activities."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"target": "user:bob", "activity_copy_limit": 10}]})
+
+    target: FeedName = Field(description="The feed to follow")
+    activity_copy_limit: int | None = Field(
+        None, ge=0, le=MAX_COPY_LIMIT, description="How many of its newest activities are copied now (default 100)"
+    )
+
+
+class Follow(BaseModel):
+    """One follow relation: ``feed_id`` follows ``target_id`` since ``created_at``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"feed_id": "timeline:alice", "target_id": "user:bob", "created_at": "2026-01-14T09:30:00.000Z"}
+            ]
+        }
+    )
+
+    feed_id: FeedName
+    target_id: FeedName
+    created_at: str
+
+
+class Followed(BaseModel):
+    """The follow made."""
+
+    follow: Follow
+
+
+class FollowList(BaseModel):
+    """Follow relations, newest first."""
+
+    results: list[Follow]
+
+
+class FollowPath(FeedPath):
+    """Path parameters of one follow relation."""
+
+    target: FeedName = Field(description="The followed feed")
+
+
+class UnfollowQuery(BaseModel):
+    """``DELETE …/follows/{target}``."""
+
+    keep_history: Flag = Field("false", description="`true`: keep the copies already in the feed")
+
+
+class FollowListQuery(BaseModel):
+    """A page of follow relations."""
+
+    limit: int = Field(25, ge=1, le=MAX_FOLLOW_LIST, description=f"Page size (at most {MAX_FOLLOW_LIST})")
+    offset: int = Field(0, ge=0, le=1_000_000, description="Relations to skip")
+    filter: FeedNameList | None = Field(None, description="Only these feeds (comma-separated feed names)")
+
+
+class FollowStatsQuery(BaseModel):
+    """Count only the feeds of these groups (comma-separated slugs)."""
+
+    followers_slugs: CommaList | None = Field(None, description="e.g. `timeline,news`")
+    following_slugs: CommaList | None = Field(None, description="e.g. `user`")
+
+
+class FollowCount(BaseModel):
+    """A follower or following count of one feed."""
+
+    feed: FeedName
+    count: int = Field(ge=0)
+
+
+class FollowCounts(BaseModel):
+    """The follower and following counts."""
+
+    followers: FollowCount
+    following: FollowCount
+
+
+class FollowStats(BaseModel):
+    """``GET …/follow_stats``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": {
+                        "followers": {"feed": "user:bob", "count": 2},
+                        "following": {"feed": "user:bob", "count": 0},
+                    }
+                }
+            ]
+        }
+    )
+
+    results: FollowCounts
+
+
+class FollowPair(BaseModel):
+    """``source`` follows ``target``."""
+
+    source: FeedName
+    target: FeedName
+
+
+class UnfollowPair(FollowPair):
+    """``source`` stops following ``target`` (its copies go unless ``keep_history``)."""
+
+    keep_history: bool = False
+
+
+class FollowMany(BaseModel):
+    """``POST /v1/follows``: many follows, all checked before any is made (a bare list works too)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"follows": [{"source": "timeline:alice", "target": "user:bob"}]}]}
+    )
+
+    follows: list[FollowPair] = Field(min_length=1, max_length=MAX_FOLLOW_BATCH)
+    activity_copy_limit: int | None = Field(None, ge=0, le=MAX_COPY_LIMIT)
+
+
+class UnfollowMany(BaseModel):
+    """``POST /v1/unfollows``: many unfollows (a bare list works too)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"follows": [{"source": "timeline:alice", "target": "user:bob"}]}]}
+    )
+
+    follows: list[UnfollowPair] = Field(min_length=1, max_length=MAX_FOLLOW_BATCH)
+
+
+FollowManyBody = FollowMany | Annotated[list[FollowPair], Field(min_length=1, max_length=MAX_FOLLOW_BATCH)]
+UnfollowManyBody = UnfollowMany | Annotated[list[UnfollowPair], Field(min_length=1, max_length=MAX_FOLLOW_BATCH)]
+
+
+class FollowsMade(BaseModel):
+    """The follows made, in input order."""
+
+    follows: list[Follow]
+
+
+class Unfollowed(BaseModel):
+    """How many of the relations existed."""
+
+    removed: int = Field(ge=0)
+
+
+# -- reactions
+
+
+class ReactionOnActivity(BaseModel):
+    """A reaction to an activity of ``feed`` (the caller must see it)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"kind": "like", "activity_id": "01KAZ8Y0A1B2C3D4E5F6G7H8J9", "feed": "user:bob", "data": {"x": 1}}
+            ]
+        }
+    )
+
+    kind: KindText = Field(description="e.g. like, comment")
+    activity_id: RefText
+    feed: FeedName = Field(description="A feed holding the activity (a follow copy's reactions go to the original)")
+    data: dict[str, Any] | None = Field(None, description="Free JSON, at most 10 KB")
+    target_feeds: list[FeedName] | None = Field(
+        None, max_length=100, description="Feeds that also get an activity for this reaction (needs write there)"
+    )
+    user_id: RefText | None = Field(None, description="React as another user (admins only); default: the caller")
+    id: ObjectId | None = Field(None, description="A client-chosen id (409 when taken)")
+
+
+class ChildReaction(BaseModel):
+    """A reaction to a reaction (``parent``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"kind": "reply", "parent": "01KAZ8Y0A1B2C3D4E5F6G7H8J9"}]}
+    )
+
+    kind: KindText
+    parent: RefText = Field(description="The reaction reacted to")
+    data: dict[str, Any] | None = None
+    target_feeds: list[FeedName] | None = Field(None, max_length=100)
+    user_id: RefText | None = None
+    id: ObjectId | None = None
+
+
+ReactionIn = ReactionOnActivity | ChildReaction
+
+
+class ReactionData(BaseModel):
+    """``PUT /v1/reactions/{id}``: the new data."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": {"text": "edited"}}]})
+
+    data: dict[str, Any] = Field(description="Free JSON, at most 10 KB")
+
+
+class Reaction(BaseModel):
+    """A stored reaction."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01KAZ8Y0A1B2C3D4E5F6G7H8J9",
+                    "kind": "like",
+                    "activity_id": "01KAZ8Y0A1B2C3D4E5F6G7H8J8",
+                    "user_id": "alice",
+                    "data": {},
+                    "parent": "",
+                    "target_feeds": [],
+                    "created_at": "2026-01-14T09:30:00.000Z",
+                    "updated_at": "2026-01-14T09:30:00.000Z",
+                }
+            ]
+        },
+    )
+
+    id: str
+    kind: str
+    activity_id: str
+    user_id: str
+    data: dict[str, Any]
+    parent: str = Field(description="The parent reaction's id, empty for a reaction to an activity")
+    target_feeds: list[str]
+    created_at: str
+    updated_at: str
+
+
+class ReactionList(BaseModel):
+    """Reactions, newest first."""
+
+    results: list[Reaction]
+
+
+class IdPath(BaseModel):
+    """Path parameter of one reaction or user."""
+
+    id: ObjectId
+
+
+class ReactionListQuery(BaseModel):
+    """Reactions of an activity (``activity_id`` + ``feed``), of a reaction (``reaction_id``), or of a user
+    (``user_id``): one of the three is required."""
+
+    activity_id: RefText | None = Field(None, description="With `feed`")
+    feed: FeedName | None = None
+    reaction_id: RefText | None = Field(None, description="Child reactions of this one")
+    user_id: RefText | None = Field(None, description="That user's reactions (the user itself or an admin)")
+    kind: KindText | None = None
+    limit: int = Field(25, ge=1, le=MAX_REACTIONS)
+    id_lt: str | None = Field(None, description="Older than this reaction id")
+    id_gt: str | None = Field(None, description="Newer than this reaction id")
+
+
+# -- users and collections
+
+
+class UserIn(BaseModel):
+    """``POST /v1/users``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "alice", "data": {"name": "Alice"}}]})
+
+    id: ObjectId
+    data: dict[str, Any] | None = Field(None, description="Free JSON, at most 10 KB")
+
+
+class UserQuery(BaseModel):
+    """``POST /v1/users``."""
+
+    get_or_create: Flag = Field("false", description="`true`: answer the existing user (200) instead of 409")
+
+
+class DataIn(BaseModel):
+    """``PUT``: the new data."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": {"name": "Alice B."}}]})
+
+    data: dict[str, Any] | None = Field(None, description="Free JSON, at most 10 KB")
+
+
+class User(BaseModel):
+    """A stored user."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "alice",
+                    "data": {"name": "Alice"},
+                    "created_at": "2026-01-14T09:30:00.000Z",
+                    "updated_at": "2026-01-14T09:30:00.000Z",
+                }
+            ]
+        }
+    )
+
+    id: str
+    data: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class ObjectIn(BaseModel):
+    """``POST /v1/collections/{collection}``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "pizza", "data": {"name": "Pizza"}}]})
+
+    id: ObjectId | None = Field(None, description="Default: a new id")
+    data: dict[str, Any] | None = Field(None, description="Free JSON, at most 10 KB")
+    user_id: ObjectId | None = Field(None, description="The owner (admins only for another user); default: the caller")
+
+
+class CollectionObject(BaseModel):
+    """A stored collection object (referenced as ``SO:<collection>:<id>``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "pizza",
+                    "collection": "food",
+                    "foreign_id": "food:pizza",
+                    "data": {"name": "Pizza"},
+                    "user_id": "alice",
+                    "created_at": "2026-01-14T09:30:00.000Z",
+                    "updated_at": "2026-01-14T09:30:00.000Z",
+                }
+            ]
+        }
+    )
+
+    id: str
+    collection: str
+    foreign_id: str
+    data: dict[str, Any]
+    user_id: str
+    created_at: str
+    updated_at: str
+
+
+class CollectionPath(BaseModel):
+    """Path parameter of a collection."""
+
+    collection: ObjectId
+
+
+class ObjectPath(CollectionPath):
+    """Path parameters of one collection object."""
+
+    id: ObjectId
+
+
+class UpsertItem(BaseModel):
+    """One object of an upsert: ``id``, ``user_id`` and ``data`` (or, as GetStream sends it, the other
+    fields are the data)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: ObjectId | None = None
+    user_id: ObjectId | None = None
+    data: dict[str, Any] | None = None
+
+
+class UpsertObjects(BaseModel):
+    """``POST /v1/collections``: create or replace many objects."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": {"food": [{"id": "pizza", "name": "Pizza"}]}}]})
+
+    data: dict[str, list[UpsertItem]] = Field(description="Collection name → objects")
+
+
+class UpsertedObjects(BaseModel):
+    """The stored objects, by collection."""
+
+    data: dict[str, list[CollectionObject]]
+
+
+class SelectQuery(BaseModel):
+    """``GET /v1/collections``."""
+
+    foreign_ids: CommaList | None = Field(None, description="`collection:id`, comma-separated (at most 1000)")
+
+
+class SelectedData(BaseModel):
+    """The objects found (unknown ones are left out)."""
+
+    data: list[CollectionObject]
+
+
+class SelectedObjects(BaseModel):
+    """``GET /v1/collections`` (GetStream's envelope)."""
+
+    response: SelectedData
+
+
+# -- feed groups and enrichment
+
+
+class Group(BaseModel):
+    """A group of an aggregated or notification feed: activities whose aggregation format renders the same."""
+
+    id: str = Field(description="The group id (pass it as `id_lt` for the next page)")
+    group: str = Field(description="The rendered aggregation format")
+    verb: str | None
+    activities: list[Activity]
+    activity_count: int = Field(ge=0)
+    actor_count: int = Field(ge=0)
+    created_at: str | None
+    updated_at: str | None
+    is_seen: bool | None = Field(None, description="Notification feeds: every activity seen")
+    is_read: bool | None = Field(None, description="Notification feeds: every activity read")
+
+
+class GroupPage(BaseModel):
+    """Groups newest first (notification feeds: with the unseen/unread group counts)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"results": [], "next": None}]})
+
+    results: list[Group]
+    next: str | None = Field(description="The group id to pass as `id_lt`; null at the end")
+    unseen: int | None = Field(None, ge=0)
+    unread: int | None = Field(None, ge=0)
+
+
+class MarkGroupIds(BaseModel):
+    """Mark these groups."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": ["notification:bob:like"]}]})
+
+    ids: list[Any] = Field(description="Group ids (other groups, and unknown ids, are left alone)")
+
+
+class MarkEveryGroup(BaseModel):
+    """Mark every group."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"all": True}]})
+
+    all: Literal[True]
+
+
+MarkGroups = MarkGroupIds | MarkEveryGroup
+
+
+class EnrichQuery(BaseModel):
+    """How a feed read enriches its activities (GetStream's spellings ``withOwnReactions``,
+    ``withRecentReactions``, ``withReactionCounts``, ``reactionKindsFilter`` and
+    ``recentReactionsLimit`` work too)."""
+
+    with_own_reactions: Flag = Field("false", description="`true`: add `own_reactions: {kind: [...]}`")
+    with_recent_reactions: Flag = Field("false", description="`true`: add `latest_reactions: {kind: [...]}`")
+    with_reaction_counts: Flag = Field("false", description="`true`: add `reaction_counts: {kind: n}`")
+    reaction_kinds: CommaList | None = Field(None, description="Only these kinds (comma-separated)")
+    recent_reactions_limit: str = Field(
+        "10", description=f"Reactions per kind: a number, clamped to 1..{MAX_REACTIONS} (otherwise 10)"
+    )
+    enrich: str = Field(
+        "true", description="`false`, `0` or `no`: leave `SU:<user>` and `SO:<collection>:<id>` references as they are"
+    )
+    discard_actors: CommaList | None = Field(None, description="Leave out these actors' activities (GDPR)")
+    discard_actors_sep: str = Field(",", description="The separator of `discard_actors` (empty: `,`)")
+
+
+class GroupQuery(EnrichQuery):
+    """A page of groups."""
+
+    limit: int = Field(25, ge=1, le=100)
+    id_lt: str | None = Field(None, description="Groups after this group id")
+    offset: int = Field(0, ge=0, le=1000)
+    mark_seen: CommaList | None = Field(None, description="Notification feeds: `true`, or group ids, marked seen")
+    mark_read: CommaList | None = Field(None, description="Notification feeds: `true`, or group ids, marked read")
+
+
+@cache
+def feed_page_query_model(max_page: int) -> type[BaseModel]:
+    """Query parameters of a feed's history page: the page bounds and the enrichment."""
+    return create_model(
+        "FeedPageQuery", __base__=(page_query_model(max_page), EnrichQuery), __doc__=feed_page_query_model.__doc__
+    )
+
+
+class DemoFeedGroup(BaseModel):
+    """One configured feed group, as the dashboard needs it."""
+
+    type: Literal["flat", "aggregated", "notification"]
+
+
+class DemoFeedGroups(BaseModel):
+    """``GET /demo/feed-groups.json``: the type of each configured feed group (by slug)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"feed_groups": {"notifications": {"type": "notification"}}}]}
+    )
+
+    feed_groups: dict[str, DemoFeedGroup]

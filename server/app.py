@@ -20,12 +20,14 @@ from typing import Any
 from redis.asyncio import ConnectionPool
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .aggregation import AggregationService, FeedGroups
+from .aggregation import AggregationService, AggregationStore, FeedGroups, LiveGroupCounts
 from .asyncapi import AsyncApi
 from .auth import Authenticator
 from .backends.base import Broker as BrokerContract
@@ -44,7 +46,9 @@ from .follow_service import FollowService
 from .follows import Fanout, FanoutMetrics, FollowStore
 from .http import (
     BodyLimits,
+    PrincipalBackend,
     RateLimitMiddleware,
+    auth_error_response,
     client_gone_handler,
     feed_error_handler,
     http_error_handler,
@@ -255,11 +259,20 @@ class FeedApp:
         self.object_service = ObjectService(ObjectStore(self.pipeline, self.keys, timeout=s.redis.command_timeout))
         self.feed_groups = FeedGroups(s.feed_groups)
         self.hub.decorate = self.feed_groups.decorate
-        self.aggregation = AggregationService(self.service, self.feed_groups)
+        self.aggregation = AggregationService(
+            self.service,
+            self.feed_groups,
+            AggregationStore(self.pipeline, self.keys, self.store, timeout=s.redis.command_timeout),
+        )
+        # Notification feeds push their group counts after writes (user writes and follow copies).
+        self.group_counts = LiveGroupCounts(self.aggregation)
+        self.store.on_change = _each(self.store.on_change, self.group_counts.changed)
+        self.copy_store.on_change = _each(self.copy_store.on_change, self.group_counts.changed)
         self.model_api = ModelApi(
             self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
         )
         self.native.enrich = self.model_api.enricher
+        self.native.after_delete = self.reaction_service.activities_deleted
         describe(self.openapi, self.follow_api.routes(), "follows")
         describe(self.openapi, self.model_api.routes(), "reactions, users, collections, groups")
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service
@@ -290,10 +303,21 @@ class FeedApp:
             Mount("/docs/static", app=StaticFiles(directory=DOCS_DIR), name="docs"),
         ]
         if s.server.demo and DEMO_DIR.is_dir():
+            # Which feed groups are aggregated/notification feeds: the dashboard shows those as groups.
+            group_types = {"feed_groups": {slug: {"type": g.type} for slug, g in s.feed_groups.items()}}
+
+            async def demo_feed_groups(request: Request) -> Response:
+                """The type of each configured feed group (for the dashboard at /demo/)."""
+                return json_response(group_types)
+
+            groups_route = Route("/demo/feed-groups.json", demo_feed_groups, methods=["GET"])
+            describe(self.openapi, [groups_route], "demo")
+            routes.append(groups_route)
             routes.append(Mount("/demo", app=StaticFiles(directory=DEMO_DIR, html=True), name="demo"))
         self.http = Starlette(
             routes=routes,
             lifespan=self._lifespan,
+            middleware=[self._authentication()],
             exception_handlers={
                 FeedError: feed_error_handler,
                 ClientDisconnect: client_gone_handler,
@@ -306,6 +330,20 @@ class FeedApp:
             self.http if http_limit is None else RateLimitMiddleware(self.http, http_limit, self._rate_limited)
         )
         self.http_app = BodyLimits(self.http_app, timeout=s.server.body_timeout, max_readers=s.server.max_body_readers)
+
+    def _authentication(self) -> Middleware:
+        """Credentials → ``request.user`` once per request, before routing (``http.PrincipalBackend``).
+        GetStream's paths authenticate themselves (``api_key`` + its JWT); Velt's carry theirs in
+        ``x-velt-auth-token``; WebSockets authenticate in their endpoints (``/v1/ws`` never gets here)."""
+        from .dialects import velt
+        from .dialects.getstream import PREFIX as GETSTREAM_PREFIX
+
+        backend = PrincipalBackend(
+            self.auth,
+            own_auth=(GETSTREAM_PREFIX + "/", "/faye"),
+            token_headers=((velt.PREFIX, velt.TOKEN_HEADER),),
+        )
+        return Middleware(AuthenticationMiddleware, backend=backend, on_error=auth_error_response)
 
     def _setup_follows(self, url: str) -> None:
         """Follows (SPEC §12): their store, the durable fan-out and use cases. The fan-out writes
@@ -425,6 +463,7 @@ class FeedApp:
             yield
         finally:
             await self.fanout.close()
+            await self.group_counts.close()
             self.drain.uninstall()
             self.begin_drain()
             # uvicorn has already sent 1012 to every WebSocket it knew; this catches the rest.
@@ -437,6 +476,17 @@ class FeedApp:
             await self.copy_store.close()
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
+
+
+def _each(*callbacks: Callable[..., None] | None) -> Callable[..., None]:
+    """One ``on_change`` callback calling each of ``callbacks`` (None ones left out) in turn."""
+    chosen = [c for c in callbacks if c is not None]
+
+    def call(*args: Any) -> None:
+        for callback in chosen:
+            callback(*args)
+
+    return call
 
 
 def _cluster_broker(urls: list[str], keys: Keys, hub: Hub, metrics: Metrics, s: Settings) -> BrokerContract:

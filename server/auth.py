@@ -80,6 +80,15 @@ class Authenticator:
             return self.verify_api_key(key)
         return self.anonymous
 
+    async def from_credential(self, credential: str) -> Principal:
+        """The principal of a bare credential (a dialect's own header): a JWT — two dots — or an
+        API key; a leading ``Bearer `` is allowed."""
+        if credential[:7].lower() == "bearer ":
+            credential = credential[7:].strip()
+        if credential.count(".") == 2:
+            return await self.verify_token(credential)
+        return self.verify_api_key(credential)
+
     def verify_api_key(self, key: str) -> Principal:
         """The principal of an ``X-API-Key`` (global admin unless restricted in config)."""
         digest = hash_api_key(key)

@@ -158,6 +158,8 @@ class FeedGroupSettings(_Section):
     type: Literal["flat", "aggregated", "notification"] = "flat"
     aggregation_format: str = '{{ verb }}_{{ time.strftime("%Y-%m-%d") }}'
     max_length: int = Field(0, ge=0)  # 0: [feeds] max_feed_length
+    #: Activities a group returns (its newest; GetStream keeps 15); counts cover the whole group.
+    max_group_activities: int = Field(15, ge=1, le=100)
 
 
 def _default_feed_groups() -> dict[str, FeedGroupSettings]:

@@ -28,7 +28,8 @@ class FeedError(Exception):
     ) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.errors = errors
+        # Every field error has a machine-readable ``type`` (the published Problem schema requires it).
+        self.errors = [{"type": "value_error", **e} for e in errors] if errors else errors
         self.retry_after = retry_after
         self.extra = extra or {}
 

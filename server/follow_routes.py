@@ -22,7 +22,7 @@ from starlette.routing import Route
 from .auth import Authenticator
 from .errors import Invalid
 from .follow_service import FollowService
-from .http import json_response, principal_of, read_json
+from .http import caller, json_response, read_json
 
 #: Largest follower/following page.
 MAX_LIST = 500
@@ -77,7 +77,7 @@ class FollowApi:
 
     async def follow(self, request: Request) -> Response:
         """``feed`` follows ``target`` (its newest ``activity_copy_limit`` activities are copied)."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         target = body.get("target") if isinstance(body, dict) else None
         if not isinstance(target, str):
@@ -88,7 +88,7 @@ class FollowApi:
 
     async def unfollow(self, request: Request) -> Response:
         """Stop following; copies are removed unless ``keep_history=true``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         await self.follows.unfollow(
             principal,
             request.path_params["feed"],
@@ -106,7 +106,7 @@ class FollowApi:
         return await self._listing(request, "following")
 
     async def _listing(self, request: Request, side: str) -> Response:
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         rows = await self.follows.listing(
             principal,
             request.path_params["feed"],
@@ -119,7 +119,7 @@ class FollowApi:
 
     async def stats(self, request: Request) -> Response:
         """Follower and following counts."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         results = await self.follows.stats(
             principal,
             request.path_params["feed"],
@@ -130,7 +130,7 @@ class FollowApi:
 
     async def follow_many(self, request: Request) -> Response:
         """Many follows at once."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body: Any = await read_json(request, self.max_body_bytes)
         pairs = body.get("follows") if isinstance(body, dict) else body
         limit = body.get("activity_copy_limit") if isinstance(body, dict) else None
@@ -139,7 +139,7 @@ class FollowApi:
 
     async def unfollow_many(self, request: Request) -> Response:
         """Many unfollows at once."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body: Any = await read_json(request, self.max_body_bytes)
         pairs = body.get("follows") if isinstance(body, dict) else body
         removed = await self.follows.unfollow_many(principal, pairs)

@@ -9,8 +9,9 @@ Durability, without any cross-slot script:
 
 1. A write to B is one Lua script on B's slot that already appends the change to B's change log
    (``keys`` ``log``). That log *is* the fan-out work: a change can never be stored without it.
-2. After the write, the process adds a job ``{feed: B}`` to the job stream ``{fanout}:jobs``
-   (its own slot) when B has followers. Jobs are wake-ups, not the data.
+2. The write script also answers whether B has followers (B's ``followers`` set is in B's slot);
+   when it has, the process adds a job ``{feed: B}`` to the job stream ``{fanout}:jobs`` (its own
+   slot). Jobs are wake-ups, not the data; writes to feeds nobody follows send nothing more.
 3. Workers (every process runs some) read jobs with ``XREADGROUP`` (group ``fanout``). A worker
    takes B's lease (``fanout_take.lua``, B's slot), reads B's changes after B's fan-out cursor from
    the log, copies them into each follower feed (one write script per follower, on the follower's
@@ -22,6 +23,10 @@ Durability, without any cross-slot script:
 5. A crash between a write's acknowledgement and its job (step 2) leaves B's cursor behind its seq;
    the sweep (at start, then every ``sweep_seconds``) compares cursor and seq of every followed
    feed (``{fanout}:sources``) and enqueues a job for those behind.
+6. An unfollow racing a round: a copy carries its origin as a guard (``WriteItem.follows``) and the
+   write script on the follower's slot writes it only while the follower's ``following`` set still
+   holds the origin. Unfollow removes that edge first and the copies after, so a round that read
+   the follower list before the unfollow cannot leave copies behind it.
 
 Memory is bounded: jobs carry only a feed name and the stream is capped (``MAXLEN ~``), a round
 copies at most ``events_per_batch`` changes to ``followers_per_chunk`` followers at a time, and the
@@ -93,6 +98,7 @@ def copy_item(origin: str, target: str, doc: dict[str, Any], stamp: str) -> Writ
         created_at=doc.get("created_at") or stamp,
         rest=dumps(body),
         vis=visibility(actor, str(doc.get("verb", "")), _COPY_AUDIENCE),
+        follows=origin,
     )
 
 
@@ -192,12 +198,6 @@ class FollowStore:
         return [text(i) for i in ids]
 
     # -- jobs ----------------------------------------------------------------------------------
-
-    async def with_followers(self, feeds: Sequence[str]) -> list[str]:
-        """The feeds of ``feeds`` that have followers."""
-        keys = [self.keys.follows(feed)[0] for feed in feeds]
-        found = await self.calls.many([(k, "EXISTS", k) for k in keys])
-        return [f for f, n in zip(feeds, found, strict=True) if n]
 
     async def enqueue(self, feeds: Sequence[str]) -> None:
         """Add one fan-out job per feed to the job stream (capped: the sweep repairs trimmed jobs)."""
@@ -347,9 +347,9 @@ class Fanout:
     # -- after writes --------------------------------------------------------------------------
 
     def changed(self, feed: str) -> None:
-        """A change was written to ``feed`` (``FeedStore.on_change``): enqueue a job if it has
-        followers. Runs after the write is acknowledged; a crash before the job is queued is
-        repaired by the sweep."""
+        """A change was written to ``feed``, which has followers (``FeedStore.on_change``: the write
+        script said so): enqueue a job, batched per tick. Runs once Redis acknowledged the write;
+        a crash before the job is queued is repaired by the sweep."""
         self._changed.add(feed)
         if self._flush_task is None:
             self._flush_task = asyncio.get_running_loop().create_task(self._flush())
@@ -359,10 +359,8 @@ class Fanout:
             while self._changed:
                 feeds, self._changed = sorted(self._changed), set()
                 try:
-                    followed = await self.follows.with_followers(feeds)
-                    if followed:
-                        await self.follows.enqueue(followed)
-                        self._wake.set()
+                    await self.follows.enqueue(feeds)
+                    self._wake.set()
                 except Exception as exc:  # the sweep will find these feeds behind
                     log.warning("could not queue fan-out jobs for %d feeds: %s", len(feeds), exc)
         finally:

@@ -8,15 +8,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .acl import Principal
 from .auth import Authenticator
-from .errors import BadRequest, FeedError, PayloadTooLarge, RateLimited, RequestTimeout, Unavailable
+from .errors import BadRequest, FeedError, PayloadTooLarge, RateLimited, RequestTimeout, Unauthorized, Unavailable
 from .models import dumps, loads
 from .ratelimit import RateLimit
 
@@ -62,9 +64,88 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     return loads(body)
 
 
-async def principal_of(request: Request, auth: Authenticator) -> Principal:
-    """The caller of ``request`` (anonymous without credentials; 401 on bad ones)."""
-    return await auth.from_headers(request.headers)
+class FeedUser(BaseUser):
+    """``request.user``: the caller's ``Principal`` — or, when its credentials were refused, the
+    error, raised by the route through ``caller`` so each surface answers in its own shape."""
+
+    def __init__(self, principal: Principal, error: FeedError | None = None) -> None:
+        self.principal = principal
+        self.error = error
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.error is None and self.principal.authenticated
+
+    @property
+    def display_name(self) -> str:
+        return self.principal.name or self.principal.sub or ""
+
+    @property
+    def identity(self) -> str:
+        return self.principal.sub or ""
+
+
+class PrincipalBackend(AuthenticationBackend):
+    """Starlette authentication backend: every HTTP request's credentials are checked once, before
+    routing (``AuthenticationMiddleware``), into ``request.user`` (a ``FeedUser``) and
+    ``request.auth`` (scopes ``authenticated``, ``admin``).
+
+    It never refuses a request itself: anonymous callers may read public feeds, public routes need
+    no credentials, and a refused credential is kept on the user for the route to raise (``caller``)
+    in its dialect's error shape. WebSocket scopes and the paths under ``own_auth`` (dialects that
+    authenticate themselves, e.g. GetStream's ``api_key`` + JWT) are left alone: nothing is decoded
+    for them. ``token_headers`` are ``(path prefix, header)`` pairs: under that prefix, a bare JWT
+    or API key in that header (Velt's ``x-velt-auth-token``) wins over ``Authorization``.
+    """
+
+    def __init__(
+        self,
+        auth: Authenticator,
+        *,
+        own_auth: tuple[str, ...] = (),
+        token_headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.auth = auth
+        self.own_auth = own_auth
+        self.token_headers = token_headers
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        scope = conn.scope
+        path: str = scope["path"]
+        if scope["type"] != "http" or path.startswith(self.own_auth):
+            return None
+        try:
+            principal = await self._principal(conn.headers, path)
+        except FeedError as exc:
+            return AuthCredentials(), FeedUser(self.auth.anonymous, exc)
+        if not principal.authenticated:
+            return AuthCredentials(), FeedUser(principal)
+        scopes = ["authenticated", "admin"] if principal.admin else ["authenticated"]
+        return AuthCredentials(scopes), FeedUser(principal)
+
+    async def _principal(self, headers: Headers, path: str) -> Principal:
+        for prefix, name in self.token_headers:
+            if path.startswith(prefix):
+                credential = (headers.get(name) or "").strip()
+                if credential:
+                    return await self.auth.from_credential(credential)
+        return await self.auth.from_headers(headers)
+
+
+def caller(conn: HTTPConnection) -> Principal:
+    """The caller of a request, as ``PrincipalBackend`` found it (anonymous without credentials);
+    raises its ``Unauthorized`` when the credentials were refused."""
+    user = conn.scope.get("user")
+    if not isinstance(user, FeedUser):
+        raise RuntimeError(f"{conn.url.path}: no AuthenticationMiddleware(PrincipalBackend) in front of this route")
+    if user.error is not None:
+        raise user.error
+    return user.principal
+
+
+def auth_error_response(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    """``AuthenticationMiddleware``'s ``on_error``, should a backend ever raise: a 401 problem."""
+    return problem_response(Unauthorized(str(exc)), conn.url.path)
 
 
 class RateLimitMiddleware:
@@ -192,7 +273,21 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     response = problem_response(_HTTPProblem(exc.status_code, str(exc.detail)), request.url.path)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:  # Starlette names the first matching route's methods only
+        response.headers["Allow"] = ", ".join(_allowed(request))
     return response
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route of the app serves at this path (a path's methods may span routes)."""
+    router = getattr(request.app, "router", None)
+    methods = {
+        method
+        for route in getattr(router, "routes", ())
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE
+        for method in route.methods
+    }
+    return sorted(methods)
 
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:

@@ -442,8 +442,13 @@ class Hub:
             message = orjson.loads(data)
             events = message if isinstance(message, list) else [message]
             if "counts" in events[0]:  # notification counts: not a change, no seq, straight through
-                counts = events[0]["counts"]
-                frame = protocol.notification_counts(feed, int(counts["unseen"]), int(counts["unread"]))
+                counts, groups = events[0]["counts"], events[0].get("groups")
+                frame = protocol.notification_counts(
+                    feed,
+                    int(counts["unseen"]),
+                    int(counts["unread"]),
+                    None if groups is None else (int(groups["unseen"]), int(groups["unread"])),
+                )
                 for sub in room.subs.values():
                     sub.push(frame)  # held subscribers get it after their handshake
                 return

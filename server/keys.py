@@ -18,6 +18,20 @@ With the default prefix ``af:`` and feed ``booking:f4d1`` the keys are::
     af:{notifications:u-7}:seen   SET  ids of a notification feed's activities its owner has seen
     af:{notifications:u-7}:read   SET  … and has read (read implies seen)
 
+Groups of an aggregated or notification feed (SPEC §12; ``server/aggregation.py``), folded
+from the feed's change log, all in the feed's slot (``Keys.aggregation``)::
+
+    af:{aggregated:1}:ag:meta  HASH  epoch, seq -> the feed change folded into the groups so far
+    af:{aggregated:1}:ag:of    HASH  activity id -> "<group id>\\x00<actor>\\x00<time>"
+    af:{aggregated:1}:ag:t     ZSET  activity id, scored by its time in ms (finds trimmed ones)
+    af:{aggregated:1}:ag:m     ZSET  "<group id>\\x00<inverted ms>\\x00<inverted id>\\x00<id>", scores 0 (lex):
+                                     each group's members, newest first
+    af:{aggregated:1}:ag:g     HASH  group id -> {group, verb, n, a, ct, ut, cms, ums, zm} (JSON)
+    af:{aggregated:1}:ag:z     ZSET  zm = "<updated ms>\\x00<newest id>\\x00<group id>", scores 0 (lex):
+                                     the read order (newest group last)
+    af:{aggregated:1}:ag:a     HASH  "<group id>\\x00<actor>" -> activities of that actor in the group
+    af:{aggregated:1}:ag:unseen / ag:unread  SET  group ids not seen / not read since they last changed
+
 Follows (SPEC §12; ``server/follows.py``), each key in the slot of the feed it belongs to::
 
     af:{user:1}:followers    ZSET    follower feed -> ms it started following user:1
@@ -72,12 +86,13 @@ class FeedKeys(NamedTuple):
 class Keys:
     """Builds key names under one prefix (tests give each run its own prefix)."""
 
-    __slots__ = ("prefix", "_channel_head", "_cache")
+    __slots__ = ("prefix", "_channel_head", "_cache", "_change_cache")
 
     def __init__(self, prefix: str = "af:") -> None:
         self.prefix = prefix
         self._channel_head = prefix + "{"
         self._cache: dict[str, FeedKeys] = {}
+        self._change_cache: dict[str, tuple[str, ...]] = {}
 
     def feed(self, feed: str) -> FeedKeys:
         """All keys of ``feed`` (memoised: names are built on every write)."""
@@ -89,6 +104,19 @@ class Keys:
             )
             if len(self._cache) < 100_000:
                 self._cache[feed] = keys
+        return keys
+
+    def change_keys(self, feed: str) -> tuple[str, ...]:
+        """``KEYS`` of the change scripts (write, replace, delete): the feed's keys, then its
+        ``followers`` and ``following`` (same slot): a change reports whether the feed has followers
+        (the fan-out's wake-up needs no command of its own), and a follow copy is written only while
+        the follow edge exists (``lua/write.lua``)."""
+        keys = self._change_cache.get(feed)
+        if keys is None:
+            followers, following, _, _ = self.follows(feed)
+            keys = (*self.feed(feed), followers, following)
+            if len(self._change_cache) < 100_000:
+                self._change_cache[feed] = keys
         return keys
 
     def channel(self, feed: str) -> str:
@@ -105,6 +133,11 @@ class Keys:
         """The (seen, read) id sets of a notification feed (same slot as the feed's other keys)."""
         base = f"{self.prefix}{{{feed}}}:"
         return base + "seen", base + "read"
+
+    def aggregation(self, feed: str) -> tuple[str, ...]:
+        """The group keys of an aggregated or notification feed (its slot; see the table above)."""
+        base = f"{self.prefix}{{{feed}}}:ag:"
+        return tuple(base + k for k in ("meta", "of", "t", "m", "g", "z", "a", "unseen", "unread"))
 
     def follows(self, feed: str) -> tuple[str, str, str, str]:
         """(followers, following, fan-out state, fan-out lease) of ``feed`` (all in its slot)."""
@@ -126,6 +159,14 @@ class Keys:
             f"{base}rxc:{target}",
             f"{base}rxu:{target}:{user}",
         )
+
+    def reaction_parents(self, feed: str) -> str:
+        """HASH reaction id -> how many child reactions it has (absent: none), in ``feed``'s slot."""
+        return f"{self.prefix}{{{feed}}}:rxh"
+
+    def reaction_summaries(self, feed: str) -> str:
+        """HASH activity id -> its cached reaction counts and latest reactions (``lua/reaction_read.lua``)."""
+        return f"{self.prefix}{{{feed}}}:rxs"
 
     def reaction_locator(self, reaction_id: str) -> str:
         """Where reaction ``reaction_id`` lives (its feed's name)."""

@@ -32,14 +32,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import api_models as m
 from .acl import Principal, actor_id
 from .aggregation import AggregationService
 from .auth import Authenticator
 from .errors import Invalid
 from .follow_routes import query_bool, query_int
-from .http import json_response, principal_of, read_json
+from .http import caller, json_response, read_json
 from .models import dumps
 from .objects import ObjectService
+from .openapi import COMMON_PROBLEMS, OpenApi, Reply
 from .reactions import DEFAULT_RECENT, MAX_LIMIT, EnrichFlags, ReactionService
 
 _TRUE = ("1", "true", "yes")
@@ -62,6 +64,7 @@ def enrich_flags(params: QueryParams) -> EnrichFlags:
         counts=_flag(params, "with_reaction_counts", "withReactionCounts", "reactions.counts"),
         kinds=tuple(kinds),
         recent_limit=max(1, min(limit, MAX_LIMIT)),
+        own_children=_flag(params, "with_own_children", "withOwnChildren", "reactions.own_children"),
     )
 
 
@@ -80,20 +83,54 @@ class Enricher:
         self.objects = objects
 
     async def __call__(self, principal: Principal, bodies: list[bytes], params: QueryParams) -> list[bytes]:
-        """The page's bodies after enrichment (unchanged bytes when nothing applies)."""
+        """The page's bodies after enrichment (unchanged bytes when nothing applies).
+
+        Only what changes is decoded and encoded again: discarding decodes every body (rare),
+        references decode and re-encode the bodies holding one, and reaction fields come from one
+        script call per feed slot as JSON text spliced before each body's closing brace."""
         discard = discarded_actors(params)
         flags = enrich_flags(params)
         references = (params.get("enrich") or "true").lower() not in ("0", "false", "no")
         wants_refs = references and any(b'"SU:' in b or b'"SO:' in b for b in bodies)
         if not discard and not flags.any and not wants_refs:
             return bodies
-        docs = [orjson.loads(b) for b in bodies]
+        out = list(bodies)
         if discard:
-            docs = [d for d in docs if actor_id(d) not in discard and not _user_ref_in(d.get("actor"), discard)]
-        await self.reactions.enrich(principal, docs, flags)
+            kept = [(b, orjson.loads(b)) for b in out]
+            out = [b for b, d in kept if actor_id(d) not in discard and not _user_ref_in(d.get("actor"), discard)]
         if wants_refs:
+            at = [i for i, b in enumerate(out) if b'"SU:' in b or b'"SO:' in b]
+            docs = [orjson.loads(out[i]) for i in at]
             await self.objects.enrich(docs)
-        return [dumps(d) for d in docs]
+            for i, doc in zip(at, docs, strict=True):
+                out[i] = dumps(doc)
+        if flags.any and out:
+            docs = [orjson.loads(b) for b in out]
+            fragments = await self.reactions.fragments(principal, docs, flags)
+            for i, (doc, fragment) in enumerate(zip(docs, fragments, strict=True)):
+                out[i] = _splice(out[i], doc, fragment)
+        return out
+
+
+_REACTION_FIELDS = ("reaction_counts", "latest_reactions", "own_reactions")
+
+
+def _splice(body: bytes, doc: dict[str, Any], fragment: bytes) -> bytes:
+    """``body`` (the JSON of ``doc``) with the fields of ``fragment`` added at its end, as
+    ``doc.update`` would (a field ``doc`` already has is replaced where it stands)."""
+    if not fragment:
+        return body
+    if any(f in doc for f in _REACTION_FIELDS) or not body.endswith(b"}"):
+        doc.update(orjson.loads(b"{" + fragment + b"}"))
+        return dumps(doc)
+    return body[:-1] + (b"," if doc else b"") + fragment + b"}"
+
+
+def _an_object(body: Any) -> dict[str, Any]:
+    """A ``PUT`` body must be an object (``{"data": {...}}``): 422 otherwise."""
+    if not isinstance(body, dict):
+        raise Invalid("the body must be an object", errors=[{"loc": "", "msg": "an object", "type": "dict_type"}])
+    return body
 
 
 def _user_ref_in(actor: Any, discard: set[str]) -> bool:
@@ -102,44 +139,139 @@ def _user_ref_in(actor: Any, discard: set[str]) -> bool:
     return isinstance(ident, str) and ident.startswith("SU:") and ident[3:] in discard
 
 
-def describe(openapi: Any, routes: list[Route], tag: str) -> None:
-    """Add each route to the OpenAPI document: its handler's docstring, path parameters, and the
-    problem responses every endpoint may give (the request/response models are in docs/api.md)."""
+def describe(openapi: OpenApi, routes: list[Route], tag: str) -> None:
+    """Add each route to the OpenAPI document from its models in ``OPERATIONS`` (a route without
+    an entry is an error: every route is described)."""
     for route in routes:
         doc = (route.endpoint.__doc__ or route.path).strip().splitlines()[0]
-        params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in route.param_convertors
-        ]
-        for method in route.methods or ():
+        for method in sorted(route.methods or ()):
             if method == "HEAD":
                 continue
-            words = [p.strip("{}") for p in route.path.split("/") if p and p != "v1"]
-            openapi.add_path(
+            spec = OPERATIONS.get((route.path, method))
+            if spec is None:
+                raise LookupError(f"{method} {route.path} has no entry in model_routes.OPERATIONS")
+            problems = {**COMMON_PROBLEMS, **spec.get("problems", {})}
+            if spec.get("body") is not None:
+                problems.setdefault(413, "The body is over the size limit")
+            openapi.operation(
                 route.path,
                 method,
-                {
-                    "tags": [tag],
-                    "summary": doc,
-                    "operationId": "_".join([method.lower(), *words]),
-                    "parameters": params,
-                    "responses": {
-                        "200": {
-                            "description": "OK; shapes in docs/api.md",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "201": {
-                            "description": "Created; shapes in docs/api.md",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "204": {"description": "Deleted (no content)"},
-                        "default": {
-                            "description": "RFC 9457 problem",
-                            "content": {"application/problem+json": {"schema": {"type": "object"}}},
-                        },
-                    },
-                },
+                summary=spec.get("summary", doc),
+                description=spec.get("description", ""),
+                tags=[tag],
+                path_params=spec.get("path"),
+                query=spec.get("query"),
+                body=spec.get("body"),
+                responses=spec["responses"],
+                problems=problems,
             )
+
+
+_FEED = "/v1/feeds/{feed}"
+_MISSING = {404: "Unknown, or hidden from the caller"}
+_DELETED = {204: Reply(None, "Deleted")}
+#: The models of each native follow, reaction, user, collection and group route.
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/demo/feed-groups.json", "GET"): {"responses": {200: m.DemoFeedGroups}},
+    (f"{_FEED}/follows", "POST"): {
+        "path": m.FeedPath,
+        "body": m.FollowIn,
+        "responses": {201: m.Followed},
+        "problems": {422: "Invalid fields, an unknown feed name, or a feed following itself"},
+    },
+    (f"{_FEED}/follows/{{target}}", "DELETE"): {
+        "path": m.FollowPath,
+        "query": m.UnfollowQuery,
+        "responses": {204: Reply(None, "Unfollowed (also when the feed did not follow target)")},
+    },
+    (f"{_FEED}/followers", "GET"): {"path": m.FeedPath, "query": m.FollowListQuery, "responses": {200: m.FollowList}},
+    (f"{_FEED}/following", "GET"): {"path": m.FeedPath, "query": m.FollowListQuery, "responses": {200: m.FollowList}},
+    (f"{_FEED}/follow_stats", "GET"): {
+        "path": m.FeedPath,
+        "query": m.FollowStatsQuery,
+        "responses": {200: m.FollowStats},
+    },
+    ("/v1/follows", "POST"): {
+        "body": m.FollowManyBody,
+        "responses": {201: m.FollowsMade},
+        "problems": {413: f"More than {m.MAX_FOLLOW_BATCH} follows, or a body over the size limit"},
+    },
+    ("/v1/unfollows", "POST"): {
+        "body": m.UnfollowManyBody,
+        "responses": {200: m.Unfollowed},
+        "problems": {413: f"More than {m.MAX_FOLLOW_BATCH} follows, or a body over the size limit"},
+    },
+    (f"{_FEED}/groups", "GET"): {
+        "path": m.FeedPath,
+        "query": m.GroupQuery,
+        "responses": {200: m.GroupPage},
+    },
+    (f"{_FEED}/groups/seen", "POST"): {"path": m.FeedPath, "body": m.MarkGroups, "responses": {200: m.Counts}},
+    (f"{_FEED}/groups/read", "POST"): {"path": m.FeedPath, "body": m.MarkGroups, "responses": {200: m.Counts}},
+    ("/v1/reactions", "POST"): {
+        "body": m.ReactionIn,
+        "responses": {201: m.Reaction},
+        "problems": {404: "The activity or parent reaction is unknown or hidden", 409: "The chosen id is taken"},
+    },
+    ("/v1/reactions", "GET"): {
+        "query": m.ReactionListQuery,
+        "responses": {200: m.ReactionList},
+        "problems": {**_MISSING, 422: "Invalid fields, or none of activity_id, reaction_id, user_id"},
+    },
+    ("/v1/reactions/{id}", "GET"): {"path": m.IdPath, "responses": {200: m.Reaction}, "problems": _MISSING},
+    ("/v1/reactions/{id}", "PUT"): {
+        "path": m.IdPath,
+        "body": m.ReactionData,
+        "responses": {200: m.Reaction},
+        "problems": _MISSING,
+    },
+    ("/v1/reactions/{id}", "PATCH"): {
+        "summary": "Replace a reaction's data (as PUT)",
+        "path": m.IdPath,
+        "body": m.ReactionData,
+        "responses": {200: m.Reaction},
+        "problems": _MISSING,
+    },
+    ("/v1/reactions/{id}", "DELETE"): {"path": m.IdPath, "responses": _DELETED, "problems": _MISSING},
+    ("/v1/users", "POST"): {
+        "query": m.UserQuery,
+        "body": m.UserIn,
+        "responses": {201: m.User, 200: Reply(m.User, "The existing user (get_or_create)")},
+        "problems": {409: "The user exists (and get_or_create is off)"},
+    },
+    ("/v1/users/{id}", "GET"): {"path": m.IdPath, "responses": {200: m.User}, "problems": _MISSING},
+    ("/v1/users/{id}", "PUT"): {
+        "path": m.IdPath,
+        "body": m.DataIn,
+        "responses": {200: m.User},
+        "problems": _MISSING,
+    },
+    ("/v1/users/{id}", "DELETE"): {"path": m.IdPath, "responses": _DELETED, "problems": _MISSING},
+    ("/v1/collections", "POST"): {"body": m.UpsertObjects, "responses": {201: m.UpsertedObjects}},
+    ("/v1/collections", "GET"): {"query": m.SelectQuery, "responses": {200: m.SelectedObjects}},
+    ("/v1/collections/{collection}", "POST"): {
+        "path": m.CollectionPath,
+        "body": m.ObjectIn,
+        "responses": {201: m.CollectionObject},
+        "problems": {409: "The chosen id is taken"},
+    },
+    ("/v1/collections/{collection}/{id}", "GET"): {
+        "path": m.ObjectPath,
+        "responses": {200: m.CollectionObject},
+        "problems": _MISSING,
+    },
+    ("/v1/collections/{collection}/{id}", "PUT"): {
+        "path": m.ObjectPath,
+        "body": m.DataIn,
+        "responses": {200: m.CollectionObject},
+        "problems": _MISSING,
+    },
+    ("/v1/collections/{collection}/{id}", "DELETE"): {
+        "path": m.ObjectPath,
+        "responses": _DELETED,
+        "problems": _MISSING,
+    },
+}
 
 
 class ModelApi:
@@ -188,7 +320,7 @@ class ModelApi:
 
     async def read_groups(self, request: Request) -> Response:
         """Groups newest first (with is_seen/is_read and unseen/unread on notification feeds)."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         q = request.query_params
         page = await self.aggregation.read(
             principal,
@@ -217,7 +349,7 @@ class ModelApi:
         return await self._mark_groups(request, "read")
 
     async def _mark_groups(self, request: Request, mode: str) -> Response:
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         unseen, unread = await self.aggregation.mark(principal, request.path_params["feed"], mode, body)
         return json_response({"unseen": unseen, "unread": unread})
@@ -226,30 +358,31 @@ class ModelApi:
 
     async def add_reaction(self, request: Request) -> Response:
         """Add a reaction (to an activity, or a child reaction with ``parent``)."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         return json_response(await self.reactions.add(principal, body), 201)
 
     async def get_reaction(self, request: Request) -> Response:
         """One reaction."""
-        principal = await principal_of(request, self.auth)
-        return json_response(await self.reactions.get(principal, request.path_params["id"]))
+        principal = caller(request)
+        flags = EnrichFlags(own_children=_flag(request.query_params, "with_own_children"))
+        return json_response(await self.reactions.get(principal, request.path_params["id"], flags))
 
     async def update_reaction(self, request: Request) -> Response:
         """Replace a reaction's data."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         return json_response(await self.reactions.update(principal, request.path_params["id"], body))
 
     async def delete_reaction(self, request: Request) -> Response:
         """Delete a reaction."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         await self.reactions.delete(principal, request.path_params["id"])
         return Response(status_code=204)
 
     async def list_reactions(self, request: Request) -> Response:
         """Reactions of an activity, of a reaction (children) or of a user, newest first."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         q = request.query_params
         for by in ("activity_id", "reaction_id", "user_id"):
             if q.get(by):
@@ -267,6 +400,7 @@ class ModelApi:
             id_lt=q.get("id_lt") or "",
             id_gt=q.get("id_gt") or "",
             feed=q.get("feed") or "",
+            flags=EnrichFlags(own_children=_flag(q, "with_own_children")),
         )
         return json_response({"results": results})
 
@@ -274,25 +408,25 @@ class ModelApi:
 
     async def add_user(self, request: Request) -> Response:
         """Create a user (``get_or_create=true``: return the existing one)."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         user, created = await self.objects.add_user(principal, body, get_or_create=query_bool(request, "get_or_create"))
         return json_response(user, 201 if created else 200)
 
     async def get_user(self, request: Request) -> Response:
         """One user."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         return json_response(await self.objects.get_user(principal, request.path_params["id"]))
 
     async def update_user(self, request: Request) -> Response:
         """Replace a user's data."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
-        return json_response(await self.objects.update_user(principal, request.path_params["id"], body))
+        return json_response(await self.objects.update_user(principal, request.path_params["id"], _an_object(body)))
 
     async def delete_user(self, request: Request) -> Response:
         """Delete a user."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         await self.objects.delete_user(principal, request.path_params["id"])
         return Response(status_code=204)
 
@@ -300,33 +434,33 @@ class ModelApi:
 
     async def add_object(self, request: Request) -> Response:
         """Create a collection object."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         return json_response(await self.objects.add_object(principal, request.path_params["collection"], body), 201)
 
     async def get_object(self, request: Request) -> Response:
         """One collection object."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         p = request.path_params
         return json_response(await self.objects.get_object(principal, p["collection"], p["id"]))
 
     async def update_object(self, request: Request) -> Response:
         """Replace a collection object's data."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         p = request.path_params
-        return json_response(await self.objects.update_object(principal, p["collection"], p["id"], body))
+        return json_response(await self.objects.update_object(principal, p["collection"], p["id"], _an_object(body)))
 
     async def delete_object(self, request: Request) -> Response:
         """Delete a collection object."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         p = request.path_params
         await self.objects.delete_object(principal, p["collection"], p["id"])
         return Response(status_code=204)
 
     async def upsert_objects(self, request: Request) -> Response:
         """Create or replace many objects: ``{"data": {collection: [{id, data…}]}}``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
@@ -338,7 +472,12 @@ class ModelApi:
                     f"data.{collection} must be a list", errors=[{"loc": f"data.{collection}", "msg": "list"}]
                 )
             out[collection] = []
-            for item in items:
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise Invalid(
+                        f"data.{collection}.{i} must be an object",
+                        errors=[{"loc": f"data.{collection}.{i}", "msg": "object"}],
+                    )
                 fields = {"id": item.get("id"), "user_id": item.get("user_id"), "data": item.get("data")}
                 if fields["data"] is None and isinstance(item, dict):  # GetStream: the rest of the item is data
                     fields["data"] = {k: v for k, v in item.items() if k not in ("id", "user_id")}
@@ -347,7 +486,7 @@ class ModelApi:
 
     async def select_objects(self, request: Request) -> Response:
         """Objects by ``foreign_ids=collection:id,…``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         refs = []
         for ref in (request.query_params.get("foreign_ids") or "").split(","):
             collection, _, object_id = ref.partition(":")

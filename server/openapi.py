@@ -17,6 +17,7 @@ method, called by ``dialects.dialect_routes`` next to ``routes()``, that calls
             query=ThingQuery,                # … the query parameters
             headers=ThingHeaders,            # … the headers (field aliases give the header names)
             body=ThingIn,                    # the JSON body (a model, a union, list[...] …); required
+            form=ThingForm,                  # … or/and the same as a form (fields → form fields)
             responses={200: ThingOut},       # status → model, or Reply(model, description, media_type)
             problems={404: "Unknown thing"}, # status → description of an RFC 9457 problem
         )
@@ -28,9 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from . import __version__, api_models
 from .api_models import (
@@ -57,6 +58,7 @@ from .models import ActivityIn
 
 REF = "#/components/schemas/{model}"
 PROBLEM_TYPE = "application/problem+json"
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 #: Problems every authenticated JSON route may answer.
 COMMON_PROBLEMS: dict[int, str] = {
@@ -184,6 +186,7 @@ class OpenApi:
         tags: Sequence[str] = (),
         body: Any = None,
         body_description: str = "",
+        form: type[BaseModel] | None = None,
         path_params: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
         headers: type[BaseModel] | None = None,
@@ -204,12 +207,11 @@ class OpenApi:
         ]
         if params:
             op["parameters"] = params
-        if body is not None:
-            op["requestBody"] = {
-                "required": True,
-                "description": body_description,
-                "content": {"application/json": {"schema": self.schema(body)}},
-            }
+        if body is not None or form is not None:
+            content = {"application/json": {"schema": self.schema(body)}} if body is not None else {}
+            if form is not None:  # the same request as an HTML form (application/x-www-form-urlencoded)
+                content[FORM_TYPE] = {"schema": self.schema(form)}
+            op["requestBody"] = {"required": True, "description": body_description, "content": content}
         out = {str(status): self._reply(reply) for status, reply in responses.items()}
         for status, text in problems.items():
             out.setdefault(str(status), self.problem(text))
@@ -259,7 +261,7 @@ class OpenApi:
             "Follow `next` for the following page.",
             tags=["activities"],
             path_params=FeedPath,
-            query=api_models.page_query_model(self.max_page),
+            query=api_models.feed_page_query_model(self.max_page),
             responses={200: Page},
         )
         self.operation(
@@ -323,25 +325,28 @@ class OpenApi:
             query=ForeignIdQuery,
             responses={200: Removed},
         )
-        for path, summary, model in (
+        for path, summary, model, entry in (
             (
                 "/v1/activities/update",
                 f"Batch full update by feed + foreign_id + time (at most {self.max_batch})",
                 api_models.batch_update_model(self.max_batch),
+                api_models.BatchUpdateItem,
             ),
             (
                 "/v1/activities/partial-update",
                 f"Batch partial update by feed + id, or feed + foreign_id + time (at most {self.max_batch})",
                 api_models.batch_partial_model(self.max_batch),
+                api_models.PartialChange,
             ),
         ):
             self.operation(
                 path,
                 "post",
                 summary=summary,
-                description="Each item succeeds or fails on its own: see `results[i].status`.",
+                description="Each item succeeds or fails on its own: see `results[i].status` (an item that "
+                "is not valid gets its 422 there, not the whole request). The bare list of items works too.",
                 tags=["activities"],
-                body=model,
+                body=model | Annotated[list[entry], Field(min_length=1, max_length=self.max_batch)],  # type: ignore[valid-type]
                 responses={200: Reply(Outcomes, "One result per item")},
                 problems={**COMMON_PROBLEMS, 413: f"More than {self.max_batch} items"},
             )
@@ -443,13 +448,3 @@ class OpenApi:
 def _operation_id(method: str, path: str) -> str:
     words = [p.strip("{}").replace("-", "_") for p in path.split("/") if p and p != "v1"]
     return "_".join([method.lower(), *words])
-
-
-def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
-    """Kept for routes described before :meth:`OpenApi.operation`: a JSON body around a schema."""
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def problem(description: str) -> dict[str, Any]:
-    """Kept for routes described before :meth:`OpenApi.operation`: a problem response."""
-    return {"description": description, "content": {PROBLEM_TYPE: {"schema": {"$ref": REF.format(model="Problem")}}}}

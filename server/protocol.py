@@ -233,9 +233,13 @@ def activity_frame(feed: str, seq: int, event: str, activity: Any) -> bytes:
     return dumps({"type": "activity", "feed": feed, "seq": seq, "event": event, "activity": activity})
 
 
-def notification_counts(feed: str, unseen: int, unread: int) -> bytes:
-    """New unseen/unread counts of a notification feed (after seen/read marks)."""
-    return dumps({"type": "notifications", "feed": feed, "unseen": unseen, "unread": unread})
+def notification_counts(feed: str, unseen: int, unread: int, groups: tuple[int, int] | None = None) -> bytes:
+    """New unseen/unread activity counts of a notification feed (after seen/read marks); with
+    ``groups``, also its unseen/unread group counts (a group-typed feed, after marks or changes)."""
+    frame: dict[str, Any] = {"type": "notifications", "feed": feed, "unseen": unseen, "unread": unread}
+    if groups is not None:
+        frame["groups"] = {"unseen": groups[0], "unread": groups[1]}
+    return dumps(frame)
 
 
 def deleted_stub(activity: dict[str, Any]) -> dict[str, Any]:

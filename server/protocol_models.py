@@ -108,15 +108,29 @@ class Reset(BaseModel):
     seq: int = Field(ge=0)
 
 
+class GroupCounts(BaseModel):
+    """Groups of a notification feed not seen / not read since they last gained an activity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unseen: int = Field(ge=0)
+    unread: int = Field(ge=0)
+
+
 class NotificationCounts(BaseModel):
-    """New unseen/unread counts of a notification feed (after marks)."""
+    """New unseen/unread counts of a notification feed (after marks, and changes of its groups)."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["notifications"]
     feed: FeedName
-    unseen: int = Field(ge=0)
-    unread: int = Field(ge=0)
+    unseen: int = Field(ge=0, description="Activities not seen")
+    unread: int = Field(ge=0, description="Activities not read")
+    groups: GroupCounts | None = Field(
+        None,
+        description="On a feed whose group type is notification: its group counts, as a group read "
+        "returns them (sent after group marks and after a write that changes its groups)",
+    )
 
 
 SERVER_MESSAGES: tuple[type[BaseModel], ...] = (

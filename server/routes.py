@@ -16,7 +16,7 @@ from . import __version__
 from .api_models import Index
 from .auth import Authenticator
 from .errors import BadRequest, Invalid, Unavailable
-from .http import JSONBytes, json_response, principal_of, read_json
+from .http import JSONBytes, caller, json_response, read_json
 from .metrics import CONTENT_TYPE, Metrics
 from .models import dumps
 from .service import FeedService, ItemOutcome, PageQuery
@@ -98,6 +98,9 @@ class NativeApi:
         self._readiness = readiness
         #: Reads' post-processing (reactions, references, discarded actors; ``model_routes.Enricher``).
         self.enrich: Callable[[Any, list[bytes], Any], Awaitable[list[bytes]]] | None = None
+        #: Awaited after a deletion with (feed, deleted activities): their reactions go too
+        #: (``ReactionService.activities_deleted``).
+        self.after_delete: Callable[[str, list[dict[str, Any]]], Awaitable[None]] | None = None
 
     def routes(self) -> list[Route]:
         """Starlette routes of the native API."""
@@ -122,7 +125,7 @@ class NativeApi:
 
     async def post_activities(self, request: Request) -> Response:
         """Add one activity (an object) or many (``{"activities": [...]}``) → 201."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await read_json(request, self.max_body_bytes)
         feed = request.path_params["feed"]
         if isinstance(body, dict) and "activities" in body and "verb" not in body:
@@ -152,7 +155,7 @@ class NativeApi:
 
     async def list_activities(self, request: Request) -> Response:
         """A history page, newest first, with the URL of the next page."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         page = await self.service.read(principal, request.path_params["feed"], self._page_query(request))
         next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
         bodies = page.bodies if self.enrich is None else await self.enrich(principal, page.bodies, request.query_params)
@@ -161,13 +164,13 @@ class NativeApi:
 
     async def get_activity(self, request: Request) -> Response:
         """One activity (404 when missing or hidden), with its version as ``ETag``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         body = await self.service.get(principal, request.path_params["feed"], request.path_params["activity_id"])
         return _with_etag(body)
 
     async def put_activity(self, request: Request) -> Response:
         """Replace an activity; ``If-Match: "<version>"`` (or a body ``version``) guards against lost updates."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         raw = await read_json(request, self.max_body_bytes)
         p = request.path_params
         body = await self.service.replace(principal, p["feed"], p["activity_id"], raw, if_match=_if_match(request))
@@ -175,7 +178,7 @@ class NativeApi:
 
     async def patch_activity(self, request: Request) -> Response:
         """``{"set": {...}, "unset": [...]}`` on an activity."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         raw = await read_json(request, self.max_body_bytes)
         p = request.path_params
         body = await self.service.patch(principal, p["feed"], p["activity_id"], raw, if_match=_if_match(request))
@@ -183,39 +186,45 @@ class NativeApi:
 
     async def delete_activity(self, request: Request) -> Response:
         """Remove an activity → 204."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         p = request.path_params
         await self.service.delete(principal, p["feed"], p["activity_id"], if_match=_if_match(request))
+        if self.after_delete is not None:
+            await self.after_delete(p["feed"], [{"id": p["activity_id"]}])
         return Response(status_code=204)
 
     async def delete_by_foreign_id(self, request: Request) -> Response:
         """``DELETE …/activities?foreign_id=X``: remove every activity with that foreign_id."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         foreign_id = request.query_params.get("foreign_id")
         if not foreign_id:
             raise Invalid(
                 "foreign_id is required", errors=[{"loc": "query.foreign_id", "msg": "required", "type": "missing"}]
             )
-        removed = await self.service.delete_foreign_id(principal, request.path_params["feed"], foreign_id)
+        feed = request.path_params["feed"]
+        found = await self.service.store.find_foreign_id(feed, foreign_id) if self.after_delete else []
+        removed = await self.service.delete_foreign_id(principal, feed, foreign_id)
+        if self.after_delete is not None and removed:
+            await self.after_delete(feed, [orjson.loads(b) for b in found])
         return json_response({"removed": removed})
 
     async def batch_update(self, request: Request) -> Response:
         """Full updates by ``feed`` + ``foreign_id`` + ``time``; a result per item."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         raw = await read_json(request, self.max_body_bytes)
         items = raw.get("activities") if isinstance(raw, dict) else raw
         return JSONBytes(_outcomes_json(await self.service.batch_update(principal, items)))
 
     async def batch_partial_update(self, request: Request) -> Response:
         """Partial updates by ``feed`` + ``id`` or ``feed`` + ``foreign_id`` + ``time``; a result per item."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         raw = await read_json(request, self.max_body_bytes)
         items = (raw.get("changes") or raw.get("activities")) if isinstance(raw, dict) else raw
         return JSONBytes(_outcomes_json(await self.service.batch_partial_update(principal, items)))
 
     async def notifications(self, request: Request) -> Response:
         """The caller's notification feed (paginated like any feed) with ``unseen`` and ``unread``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         page = await self.service.notifications(principal, self._page_query(request))
         next_url = f"{request.url.path}?{urlencode(page.next)}" if page.next else None
         tail = dumps({"next": next_url, "unseen": page.unseen, "unread": page.unread})[1:]
@@ -230,7 +239,7 @@ class NativeApi:
         return await self._mark(request, "read")
 
     async def _mark(self, request: Request, kind: str) -> Response:
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         raw = await read_json(request, self.max_body_bytes)
         unseen, unread = await self.service.mark_notifications(principal, kind, raw)
         return json_response({"unseen": unseen, "unread": unread})

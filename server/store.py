@@ -77,24 +77,27 @@ class WriteItem:
     created_at: str
     rest: bytes
     vis: str
+    #: A follow copy: the origin feed the target feed must still follow for the copy to be written
+    #: (checked inside the write script; otherwise the item is skipped). "" for every other write.
+    follows: str = ""
 
     def args(self) -> tuple[bytes, bytes]:
         """This item's two ``ARGV`` entries: its metadata as one JSON array (few arguments are
         cheap to pack and send), and its body."""
-        meta = orjson.dumps(
-            [
-                self.id,
-                self.client_id,
-                self.foreign_id or "",
-                self.time,
-                self.score,
-                self.actor,
-                self.may_override,
-                self.created_at,
-                self.vis,
-            ]
-        )
-        return meta, self.rest
+        meta = [
+            self.id,
+            self.client_id,
+            self.foreign_id or "",
+            self.time,
+            self.score,
+            self.actor,
+            self.may_override,
+            self.created_at,
+            self.vis,
+        ]
+        if self.follows:
+            meta.append(self.follows)
+        return orjson.dumps(meta), self.rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,9 @@ class FeedStore:
         self._delete = self._batcher.script(_load_script("delete.lua"))
         self._find = self._batcher.script(_load_script("find.lua"))
         self._marks = self._batcher.script(_load_script("marks.lua"))
-        #: Called with a feed's name after each change written to it (the follow fan-out's wake-up).
+        #: Called with a feed's name after a change written to it while it has followers (the follow
+        #: fan-out's wake-up). The write script itself says whether the feed has followers, so
+        #: writes to feeds nobody follows cost nothing more.
         self.on_change: Callable[[str], None] | None = None
 
     async def _run(self, sha: str, keys: Sequence[str], args: Sequence[Any], *, acks: int = 0) -> Any:
@@ -248,16 +253,24 @@ class FeedStore:
         future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
         merge.groups.append((items, future))
         merge.size += len(items)
-        bodies = await self._call(lambda: future, bounded=True)
-        if self.on_change is not None:
-            self.on_change(feed)
-        return bodies
+        return await self._call(lambda: future, bounded=True)
 
     def _write_call(self, feed: str, items: Sequence[WriteItem]) -> asyncio.Future[Any]:
         args: list[Any] = [new_epoch(), feed, self._max_len, self._window, self._cutoff(), len(items)]
         for item in items:
             args.extend(item.args())
-        return self._batcher.evalsha(self._write, self.keys.feed(feed), args, acks=self._acks)
+        future = self._batcher.evalsha(self._write, self.keys.change_keys(feed), args, acks=self._acks)
+        if self.on_change is not None:
+            future.add_done_callback(lambda done: self._written(feed, done))
+        return future
+
+    def _written(self, feed: str, done: asyncio.Future[Any]) -> None:
+        """A write script answered: wake the fan-out if it wrote to a feed with followers."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        result = done.result()
+        if result[0] == b"ok" and result[1] and self.on_change is not None:
+            self.on_change(feed)
 
     def _send_merged(self, feed: str, merge: _MergedWrite) -> None:
         if self._merging.get(feed) is merge:
@@ -292,28 +305,29 @@ class FeedStore:
 
     async def replace(self, feed: str, items: Sequence[ReplaceItem]) -> list[ItemResult]:
         """Replace activities of ``feed`` (each item on its own; see ``lua/replace.lua``)."""
-        k = self.keys.feed(feed)
         args: list[Any] = [new_epoch(), feed, self._window, len(items)]
         for item in items:
             args.extend(item.args())
-        result = await self._run(self._replace, k, args, acks=self._acks)
-        if self.on_change is not None:
-            self.on_change(feed)
-        return [_item_result(r) for r in result]
+        result = await self._run(self._replace, self.keys.change_keys(feed), args, acks=self._acks)
+        return self._changed(feed, result)
 
     async def delete(
         self, feed: str, ids: Sequence[str], *, actor: str, may_override: bool, expected_version: int | None = None
     ) -> list[ItemResult]:
         """Delete activities of ``feed`` by id (each on its own; see ``lua/delete.lua``)."""
-        k = self.keys.feed(feed)
         args: list[Any] = [new_epoch(), feed, self._window, len(ids)]
         for activity_id in ids:
             version = "" if expected_version is None else expected_version
             args.extend((activity_id, version, actor, "1" if may_override else ""))
-        result = await self._run(self._delete, k, args, acks=self._acks)
-        if self.on_change is not None:
+        result = await self._run(self._delete, self.keys.change_keys(feed), args, acks=self._acks)
+        return self._changed(feed, result)
+
+    def _changed(self, feed: str, result: list[Any]) -> list[ItemResult]:
+        """The items' results of a replace/delete script; its last element says whether the feed
+        has followers (then the fan-out is woken)."""
+        if result[-1] and self.on_change is not None:
             self.on_change(feed)
-        return [_item_result(r) for r in result]
+        return [_item_result(r) for r in result[:-1]]
 
     async def find(self, feed: str, refs: Sequence[tuple[str, str, str]]) -> list[bytes | None]:
         """Bodies by ``(id, "", "")`` or ``("", foreign_id, time)`` refs; None where there is none."""
@@ -458,7 +472,7 @@ def _item_result(raw: list[Any]) -> ItemResult:
 def _unpack_write(result: list[Any]) -> list[bytes]:
     status = result[0]
     if status == b"ok":
-        return list(result[1:])
+        return list(result[2:])  # result[1]: the feed has followers (see ``_written``)
     message = result[2].decode() if len(result) > 2 else ""
     error: FeedError
     if status == b"forbidden":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import recv, subscribe
 
-from server.aggregation import aggregate, render
+from server.aggregation import render, restricted_group
 
 DOC = {
     "id": "01JH3Y8V6K3M5Q1W2E3R4T5Y6U",
@@ -29,16 +29,16 @@ def test_render_supports_getstream_variables_and_nothing_else() -> None:
     assert render("{{ time.strftime('%Q') }}x", {"time": "bad"}) == "x"
 
 
-def test_aggregate_counts_activities_and_actors() -> None:
-    """Groups keep newest-first order with activity_count and actor_count."""
+def test_restricted_group_counts_only_what_it_is_given() -> None:
+    """A restricted reader's group counts, times and activities come from the visible ones only."""
     docs = [
-        {**DOC, "id": "3", "actor": {"id": "bob"}},
-        {**DOC, "id": "2", "verb": "comment"},
+        {**DOC, "id": "3", "actor": {"id": "bob"}, "time": "2026-01-14T11:00:00.000Z"},
         {**DOC, "id": "1"},
     ]
-    groups = aggregate("aggregated:1", "{{ verb }}", docs)
-    assert [(g["group"], g["activity_count"], g["actor_count"]) for g in groups] == [("like", 2, 2), ("comment", 1, 1)]
-    assert [a["id"] for a in groups[0]["activities"]] == ["3", "1"]
+    group = restricted_group("g1", {"group": "like", "verb": "like", "n": 40, "a": 9}, docs, cap=1)
+    assert (group["activity_count"], group["actor_count"]) == (2, 2)
+    assert [a["id"] for a in group["activities"]] == ["3"]
+    assert (group["created_at"], group["updated_at"]) == (DOC["time"], "2026-01-14T11:00:00.000Z")
 
 
 @pytest.fixture
@@ -84,9 +84,13 @@ async def test_notification_feed_marks_and_live_counts(server, admin):
         ("follow", 1, False),
     ]
     assert first["unseen"] == 2 and first["unread"] == 2
+    # live counts: activities (as for every notification feed) and groups (after the writes' counts)
     counts = await recv(ws)
-    # live counts (activity marks, as for every notification feed)
-    assert counts == {"type": "notifications", "feed": "notifications:u-1", "unseen": 0, "unread": 3}
+    while counts["unseen"]:
+        assert counts["groups"] == {"unseen": 2, "unread": 2}
+        counts = await recv(ws)
+    want = {"unseen": 0, "unread": 3, "groups": {"unseen": 0, "unread": 2}}
+    assert counts == {"type": "notifications", "feed": "notifications:u-1", **want}
     second = (await owner.get("/v1/feeds/notifications:u-1/groups")).json()
     assert second["unseen"] == 0 and second["unread"] == 2 and all(g["is_seen"] for g in second["results"])
     like = second["results"][0]["id"]

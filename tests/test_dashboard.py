@@ -47,8 +47,8 @@ async def start(redis_url: str, prefix: str) -> AsyncIterator[Starter]:
     """Start servers sharing this test's Redis prefix, optionally on a given port (to restart one)."""
     running: list[RunningServer] = []
 
-    async def starter(port: int | None = None) -> RunningServer:
-        srv = await start_server(make_settings(redis_url, prefix, server={"port": port or free_port()}))
+    async def starter(port: int | None = None, **sections: dict[str, Any]) -> RunningServer:
+        srv = await start_server(make_settings(redis_url, prefix, server={"port": port or free_port()}, **sections))
         running.append(srv)
         return srv
 
@@ -326,37 +326,6 @@ async def test_dashboard_reloads_when_history_was_lost(
     assert console.unexpected() == []
 
 
-async def test_dashboard_unseen_badge_follows_the_server(start: Starter, page: Any, console: Console) -> None:
-    """The bell shows ``unseen`` from GET /v1/notifications, and stays hidden where there is none."""
-    srv = await start()
-    alice = srv.token("alice", FEEDS)
-    bob = srv.token("bob", FEEDS, name="Bob")
-    response = await srv.http(alice).get("/v1/notifications")
-    async with asyncio.timeout(30):
-        await page.goto(f"{srv.base}/demo/?token={alice}&feed=room:1")
-        await page.wait_for_selector("body[data-status=live]")
-        if response.status_code == 404:
-            await page.wait_for_timeout(500)
-            assert await page.locator("button.bell").is_hidden()
-            assert console.unexpected() == []
-            return
-        assert response.status_code == 200, response.text
-        await page.locator("button.bell").wait_for(state="visible")
-        await write(
-            srv,
-            bob,
-            "room:1",
-            {"verb": "mention", "object": "o", "audience": [{"type": "identity", "id": "alice", "notify": True}]},
-        )
-        for _ in range(50):  # until the server counts it
-            unseen = (await srv.http(alice).get("/v1/notifications")).json()["unseen"]
-            if unseen:
-                break
-            await asyncio.sleep(0.1)
-        await page.wait_for_function(f"document.querySelector('button.bell .badge-count').textContent === '{unseen}'")
-    assert console.unexpected() == []
-
-
 async def test_dashboard_form_without_parameters(start: Starter, page: Any, console: Console) -> None:
     """Without ``?feed=`` the page asks for feeds and a token, then opens the dashboard."""
     srv = await start()
@@ -437,6 +406,191 @@ async def test_dashboard_for_a_reader(start: Starter, page: Any, console: Consol
         await page.locator(".notif-panel").wait_for(state="visible")
         await page.keyboard.press("Escape")
         await page.locator(".notif-panel").wait_for(state="hidden")
+    assert console.unexpected() == []
+
+
+async def another_page(page: Any, console: Console) -> Any:
+    """A second tab in the same browser (another reader of the same server), reporting to ``console``."""
+    pg = await page.context.new_page()
+    pg.set_default_timeout(10_000)
+    pg.on("console", lambda m: m.type == "error" and console.errors.append((console.phase, m.text)))
+    pg.on("pageerror", lambda e: console.errors.append(("pageerror", str(e))))
+    return pg
+
+
+def group(feed: str, key: str) -> str:
+    """The selector of the group card ``key`` in an aggregated column."""
+    return f'section.column[data-feed="{feed}"] li.group-card[data-group="{key}"]'
+
+
+def reaction(activity_id: str, kind: str) -> str:
+    """The selector of an activity's reaction button (like / comment)."""
+    return f'li.card[data-id="{activity_id}"] button.react[data-kind="{kind}"]'
+
+
+async def counts_of(pg: Any, selector: str) -> tuple[str, str]:
+    """(activity_count, actor_count) as the group card shows them."""
+    node = pg.locator(selector)
+    return await node.get_attribute("data-activity-count"), await node.get_attribute("data-actor-count")
+
+
+LIKERS = [
+    {"id": "u-alexandra", "name": "Alexandra Beaumont"},
+    {"id": "u-bob", "name": "Bob Stone"},
+    {"id": "u-chen", "name": "Chen Li"},
+]
+
+
+async def test_dashboard_aggregated_feed_and_reactions(start: Starter, page: Any, console: Console) -> None:
+    """A configured aggregated feed shows its groups (counts, sentence) and updates them live; likes
+    and comments are added by clicking, and their counts change live in another tab too."""
+    srv = await start(feed_groups={"likes": {"type": "aggregated", "aggregation_format": "{{ verb }}_{{ object }}"}})
+    admin = srv.token("ops", admin=True, name="Ops")
+    for i, actor in enumerate(LIKERS):
+        await write(srv, admin, "likes:board", {"actor": actor, "verb": "like", "object": "post:1", "time": ago(9 - i)})
+    commented = await write(
+        srv, admin, "likes:board", {"actor": LIKERS[0], "verb": "comment", "object": "post:1", "time": ago(10)}
+    )
+    flat = await write(srv, admin, "room:1", {"verb": "say", "object": "o", "text": "a flat feed keeps its cards"})
+    alice = srv.token("alice", {"likes:*": ["read", "member"], "room:*": ["read", "write", "member"]}, name="Alice")
+    bob = srv.token("bob", {"likes:*": ["read", "member"], "room:*": ["read", "member"]}, name="Bob")
+    liked = group("likes:board", "like_post:1")
+    async with asyncio.timeout(90):
+        await page.goto(f"{srv.base}/demo/?token={alice}&feed=likes:board&feed=room:1")
+        await page.wait_for_selector("body[data-status=live]")
+        await page.locator(liked).wait_for()
+        column = page.locator('section.column[data-feed="likes:board"]')
+        assert await column.get_attribute("data-type") == "aggregated"
+        assert await counts_of(page, liked) == ("3", "3")
+        sentence = " ".join((await page.locator(f"{liked} .group-sentence").inner_text()).split())
+        assert sentence.startswith("Chen Li and 2 others liked post:1"), sentence
+        keys = await column.locator("li.group-card").evaluate_all("els => els.map(e => e.dataset.group)")
+        assert keys == ["like_post:1", "comment_post:1"]  # newest group first
+        assert await page.locator(f"{liked} .group-items > li.card").count() == 3
+
+        # Live: a new liker, a like by someone already counted, and a new group.
+        erin = await write(
+            srv, admin, "likes:board", {"actor": {"id": "u-erin", "name": "Erin"}, "verb": "like", "object": "post:1"}
+        )
+        await page.wait_for_selector(f'{liked}[data-activity-count="4"][data-actor-count="4"]', timeout=2000)
+        assert " ".join((await page.locator(f"{liked} .group-sentence").inner_text()).split()).startswith(
+            "Erin and 3 others liked post:1"
+        )
+        await write(srv, admin, "likes:board", {"actor": LIKERS[1], "verb": "like", "object": "post:1"})
+        await page.wait_for_selector(f'{liked}[data-activity-count="5"][data-actor-count="4"]', timeout=2000)
+        await write(srv, admin, "likes:board", {"actor": LIKERS[2], "verb": "share", "object": "post:1"})
+        await page.wait_for_selector(group("likes:board", "share_post:1"), timeout=2000)
+        keys = await column.locator("li.group-card").evaluate_all("els => els.map(e => e.dataset.group)")
+        assert keys == ["share_post:1", "like_post:1", "comment_post:1"]
+
+        # A reaction by clicking, seen live in another reader's tab.
+        other = await another_page(page, console)
+        await other.goto(f"{srv.base}/demo/?token={bob}&feed=likes:board")
+        await other.wait_for_selector("body[data-status=live]")
+        await other.locator(reaction(erin["id"], "like")).wait_for()
+        assert await page.locator(f"{reaction(erin['id'], 'like')} .n").inner_text() == "0"
+        await page.click(reaction(erin["id"], "like"))
+        await page.wait_for_selector(f'{reaction(erin["id"], "like")}[aria-pressed="true"]:has(.n:text-is("1"))')
+        await other.wait_for_selector(f'{reaction(erin["id"], "like")}[aria-pressed="false"]:has(.n:text-is("1"))')
+        await page.wait_for_timeout(600)  # past the bars' re-read of the activity: still counted once
+        for pg in (page, other):
+            assert await pg.locator(f"{reaction(erin['id'], 'like')} .n").inner_text() == "1"
+        # A comment from the other tab reaches the first one, text included.
+        await other.click(reaction(commented["id"], "comment"))
+        await other.fill(f'li.card[data-id="{commented["id"]}"] .comment-form input', "Nice one")
+        await other.click(f'li.card[data-id="{commented["id"]}"] .comment-form button[type=submit]')
+        await page.wait_for_selector(f'{reaction(commented["id"], "comment")} .n:text-is("1")', timeout=3000)
+        assert "bob Nice one" in await page.locator(f'li.card[data-id="{commented["id"]}"] .comments').inner_text()
+        # Pressing Like again takes the like back, everywhere.
+        await page.click(reaction(erin["id"], "like"))
+        await other.wait_for_selector(f'{reaction(erin["id"], "like")} .n:text-is("0")', timeout=3000)
+        await page.wait_for_selector(f'{reaction(erin["id"], "like")}[aria-pressed="false"]:has(.n:text-is("0"))')
+        listed = await srv.http(alice).get("/v1/reactions", params={"activity_id": erin["id"], "feed": "likes:board"})
+        assert listed.json()["results"] == []
+
+        # A reaction event in a flat column changes the counts only, not the card.
+        like = {"kind": "like", "activity_id": flat["id"], "feed": "room:1"}
+        r = await srv.http(bob).post("/v1/reactions", json=like)
+        assert r.status_code == 201, r.text
+        await page.wait_for_selector(f'{reaction(flat["id"], "like")} .n:text-is("1")', timeout=2000)
+        text = await page.locator(f'li.card[data-id="{flat["id"]}"]').inner_text()
+        assert "a flat feed keeps its cards" in text and "null" not in text
+
+        # A deleted activity leaves its group.
+        r = await srv.http(admin).delete(f"/v1/feeds/likes:board/activities/{erin['id']}")
+        assert r.status_code == 204, r.text
+        await page.wait_for_selector(f'{liked}[data-activity-count="4"][data-actor-count="3"]', timeout=2000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-aggregated.png"))
+    assert console.unexpected() == []
+
+
+async def test_dashboard_notification_groups(start: Starter, page: Any, console: Console) -> None:
+    """The bell counts unseen notification groups live; opening the panel shows the groups and marks
+    them seen (in every tab); groups are marked read one by one or all at once. Without the
+    server's feed group list an aggregated feed is recognised by its live events."""
+    srv = await start()
+    alice = srv.token("alice", {"room:*": ["read"], "aggregated:*": ["read", "write", "member"]}, name="Alice")
+    bob = srv.token("bob", {"room:*": ["read", "write"]}, name="Bob Stone")
+    notify = [{"type": "identity", "id": "alice", "notify": True}]
+
+    async def groups() -> dict[str, Any]:
+        r = await srv.http(alice).get("/v1/feeds/notifications:alice/groups")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async with asyncio.timeout(90):
+        await page.goto(f"{srv.base}/demo/?token={alice}&feed=room:1")
+        await page.wait_for_selector("body[data-status=live]")
+        await page.locator("button.bell").wait_for(state="visible")
+        other = await another_page(page, console)
+        # The other tab does not get the feed group list: aggregated:team is first shown flat.
+        await other.route("**/demo/feed-groups.json", lambda route: route.fulfill(json={}))
+        await other.goto(f"{srv.base}/demo/?token={alice}&feed=aggregated:team")
+        await other.wait_for_selector("body[data-status=live]")
+        assert await other.locator('section.column[data-feed="aggregated:team"]').get_attribute("data-type") is None
+
+        for text in ("first", "second"):
+            await write(srv, bob, "room:1", {"verb": "mention", "object": "o", "text": text, "audience": notify})
+        await write(srv, bob, "room:1", {"verb": "comment.add", "object": "o", "text": "hi", "audience": notify})
+        for pg in (page, other):
+            await pg.wait_for_function("document.querySelector('button.bell .badge-count').textContent === '2'")
+        assert (await groups())["unseen"] == 2
+
+        # Opening the panel shows the groups (new ones highlighted) and marks them seen.
+        await page.click("button.bell")
+        panel = page.locator(".notif-panel")
+        await panel.locator("li.group-card").nth(1).wait_for()
+        assert await panel.locator("li.group-card.new").count() == 2
+        mention = panel.locator('li.group-card[data-group^="mention_"]')
+        assert await mention.get_attribute("data-activity-count") == "2"
+        assert await mention.get_attribute("data-actor-count") == "1"
+        sentence = " ".join((await mention.locator(".group-sentence").inner_text()).split())
+        assert sentence.startswith("Bob Stone mentioned you in o"), sentence
+        await page.wait_for_selector(".notif-counts[data-unseen='0'][data-unread='2']")
+        assert await page.locator("button.bell .badge-count").is_hidden()
+        await other.wait_for_function("document.querySelector('button.bell .badge-count').hidden")
+        assert (await groups())["unseen"] == 0
+        await page.wait_for_selector('.notif-panel li.group-card[data-seen="true"][data-read="false"] >> nth=1')
+
+        # Read one group, then all.
+        await mention.locator("button.mark-read").click()
+        await page.wait_for_selector(".notif-counts[data-unread='1']")
+        await page.wait_for_selector('.notif-panel li.group-card[data-group^="mention_"][data-read="true"]')
+        assert [g["is_read"] for g in (await groups())["results"]] in ([False, True], [True, False])
+        await page.click(".notif-panel button.mark-all-read")
+        await page.wait_for_selector(".notif-counts[data-unread='0']")
+        assert (await groups())["unread"] == 0
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-notifications.png"))
+        await page.keyboard.press("Escape")
+        await panel.wait_for(state="hidden")
+
+        # A live event naming its group turns the other tab's flat column into groups.
+        await write(srv, alice, "aggregated:team", {"verb": "like", "object": "o"})
+        team = 'section.column[data-feed="aggregated:team"]'
+        await other.wait_for_selector(f'{team}[data-type="aggregated"] li.group-card[data-activity-count="1"]')
+        await write(srv, alice, "aggregated:team", {"verb": "like", "object": "o"})
+        await other.wait_for_selector(f'{team} li.group-card[data-activity-count="2"]', timeout=2000)
     assert console.unexpected() == []
 
 

@@ -89,6 +89,47 @@ async def test_unfollow_removes_copies_unless_keep_history(server, alice, bob):
     assert len(await timeline(alice, "user:alice")) == 1 and await timeline(alice, "timeline:alice") == []
 
 
+async def test_unfollow_during_a_fanout_round_leaves_no_copy(server, alice, bob):
+    """A fan-out round that read the follower list before an unfollow writes no copy after it: the
+    worker is held between reading the followers and writing their copies while the unfollow runs."""
+    follows = server.app.fanout.follows
+    scanned, release = asyncio.Event(), asyncio.Event()
+    real_scan = follows.follower_scan
+
+    async def held_scan(feed: str, cursor: int, count: int) -> tuple[int, list[str]]:
+        found = await real_scan(feed, cursor, count)
+        if feed == "user:bob" and "timeline:alice" in found[1]:
+            scanned.set()
+            await asyncio.wait_for(release.wait(), 10)
+        return found
+
+    follows.follower_scan = held_scan  # the real scan, paused after it answered
+    r = await alice.post("/v1/feeds/timeline:alice/follows", json={"target": "user:bob", "activity_copy_limit": 0})
+    assert r.status_code == 201, r.text
+    r = await bob.post(
+        "/v1/feeds/user:bob/activities", json={"verb": "post", "object": "o:1", "audience": ["everyone"]}
+    )
+    assert r.status_code == 201, r.text
+    await asyncio.wait_for(scanned.wait(), 10)  # the round holds [timeline:alice]
+    assert (await alice.delete("/v1/feeds/timeline:alice/follows/user:bob")).status_code == 204
+    release.set()
+    await eventually(lambda: _caught_up(follows, "user:bob"))  # the round finished
+    assert await timeline(alice, "timeline:alice") == []
+    # Following again: the next change is copied (the guard lets copies through while the edge exists).
+    r = await alice.post("/v1/feeds/timeline:alice/follows", json={"target": "user:bob", "activity_copy_limit": 0})
+    assert r.status_code == 201, r.text
+    r = await bob.post(
+        "/v1/feeds/user:bob/activities", json={"verb": "post", "object": "o:2", "audience": ["everyone"]}
+    )
+    [copy] = await eventually(lambda: timeline(alice, "timeline:alice"))
+    assert copy["id"] == r.json()["activities"][0]["id"] and copy["origin"] == "user:bob"
+
+
+async def _caught_up(follows: Any, feed: str) -> bool:
+    """True once ``feed``'s fan-out cursor reached its seq (every change went through a round)."""
+    return await follows.behind([feed]) == [0]
+
+
 async def test_lists_stats_and_batches(server):
     """follow_many, followers/following with pagination and filter, stats, unfollow_many."""
     admin = server.http(server.token("root", admin=True))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import RunningServer, recv, subscribe
 from getstream_support import GETSTREAM, JS_DIR, js_ready
+from stream.exceptions import StreamApiException
 from test_getstream_python import MODES, Client
 
 pytestmark = pytest.mark.timeout(90)
@@ -118,6 +119,85 @@ async def test_python_reactions_users_collections(gs: RunningServer, mode: str) 
     await c(c.raw.users.delete, f"bob-{mode}")
     kept = await c(feed.get, discard_actors=f"bob-{mode}")
     assert kept["results"] == []
+
+
+@MODES
+async def test_python_child_reactions_counts_and_activity_removal(gs: RunningServer, mode: str) -> None:
+    """Reactions carry children_counts and latest_children (get, filter, enriched reads), counts follow
+    child deletes; removing the activity (by id or by foreign_id) removes its reactions."""
+    c = Client(gs, mode)
+    feed = c.raw.feed("user", f"kids-{mode}")
+    act = await c(feed.add_activity, {"actor": "ann", "verb": "post", "object": "o:1", "foreign_id": "p:1"})
+    note = await c(c.raw.reactions.add, "comment", act["id"], user_id="ann")
+    assert note["children_counts"] == {} and note["latest_children"] == {}
+    kids = [await c(c.raw.reactions.add_child, "like", note["id"], user_id=u) for u in ("bob", "carl")]
+    reply = await c(c.raw.reactions.add_child, "reply", note["id"], user_id="bob", data={"t": "hi"})
+    got = await c(c.raw.reactions.get, note["id"])
+    assert got["children_counts"] == {"like": 2, "reply": 1}
+    assert [k["id"] for k in got["latest_children"]["like"]] == [kids[1]["id"], kids[0]["id"]]
+    assert got["latest_children"]["reply"][0]["data"] == {"t": "hi"}
+    own = await c(c.raw.reactions.filter, activity_id=act["id"], with_own_children=True, user_id="bob")
+    assert own["results"][0]["children_counts"] == {"like": 2, "reply": 1}
+    enriched = await c(feed.get, enrich=True, reactions={"recent": True, "counts": True})
+    [latest] = enriched["results"][0]["latest_reactions"]["comment"]
+    assert latest["children_counts"] == {"like": 2, "reply": 1}
+    assert latest["latest_children"]["reply"][0]["id"] == reply["id"]
+    await c(c.raw.reactions.delete, kids[0]["id"])
+    assert (await c(c.raw.reactions.get, note["id"]))["children_counts"] == {"like": 1, "reply": 1}
+
+    await c(feed.remove_activity, act["id"])
+    for gone in (note, kids[1], reply):
+        with pytest.raises(StreamApiException):
+            await c(c.raw.reactions.get, gone["id"])
+    assert (await c(c.raw.reactions.filter, user_id="bob"))["results"] == []
+    again = await c(feed.add_activity, {"actor": "ann", "verb": "post", "object": "o:2", "foreign_id": "p:2"})
+    like = await c(c.raw.reactions.add, "like", again["id"], user_id="dora", target_feeds=[f"user:dora-{mode}"])
+    assert len((await c(c.raw.feed("user", f"dora-{mode}").get))["results"]) == 1
+    await c(feed.remove_activity, foreign_id="p:2")
+    with pytest.raises(StreamApiException):
+        await c(c.raw.reactions.get, like["id"])
+    assert (await c(c.raw.reactions.filter, user_id="dora"))["results"] == []
+    assert (await c(c.raw.feed("user", f"dora-{mode}").get))["results"] == []
+
+
+async def test_js_client_child_reactions(gs: RunningServer) -> None:
+    """The npm getstream client sees children_counts and latest_children on reactions."""
+    js_ready()
+    script = """
+const stream = require('getstream');
+(async () => {
+  const [key, secret, app, url] = process.argv.slice(1);
+  const client = stream.connect(key, secret, app, { urlOverride: { api: url } });
+  const user = client.feed('user', 'jskids');
+  const a = await user.addActivity({ actor: 'ann', verb: 'post', object: 'o:1' });
+  const note = await client.reactions.add('comment', a.id, {}, { userId: 'ann' });
+  const kid = await client.reactions.addChild('like', note, {}, { userId: 'bob' });
+  const got = await client.reactions.get(note.id);
+  const listed = await client.reactions.filter({ activity_id: a.id });
+  await user.removeActivity(a.id);
+  let after = 'found';
+  try { await client.reactions.get(note.id); } catch (e) { after = e.response ? e.response.status : String(e); }
+  console.log(JSON.stringify({ kid: kid.id, counts: got.children_counts,
+    latest: got.latest_children.like.map(r => r.id), listed: listed.results[0].children_counts, after }));
+})().catch(e => { console.log(JSON.stringify({ crashed: String(e), detail: e.error || null })); });
+"""
+    url = f"http://127.0.0.1:{gs.settings.server.port}/api/"
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        "-e",
+        script,
+        GETSTREAM["api_key"],
+        GETSTREAM["api_secret"],
+        GETSTREAM["app_id"],
+        url,
+        cwd=JS_DIR,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert "crashed" not in result, result
+    assert result["counts"] == {"like": 1} and result["latest"] == [result["kid"]]
+    assert result["listed"] == {"like": 1} and result["after"] == 404
 
 
 async def test_js_client_follows(gs: RunningServer) -> None:

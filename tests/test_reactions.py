@@ -3,6 +3,7 @@ reads, live and resumable reaction events, reference expansion and GDPR actor di
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -152,3 +153,207 @@ async def test_users_collections_and_reference_enrichment(server, alice):
     assert (await alice.get("/v1/collections/food/pizza")).status_code == 404
     assert (await alice.delete("/v1/users/alice")).status_code == 204
     assert (await alice.get("/v1/users/alice")).status_code == 404
+
+
+async def _react(client: Any, **body: Any) -> dict[str, Any]:
+    r = await client.post("/v1/reactions", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def test_children_counts_and_latest_children(server, alice, bob):
+    """Reactions carry children_counts and latest_children (newest first, nested), in get, listings
+    and enriched reads; counts follow adds, updates and deletes of children; own_children on demand;
+    deleting a reaction deletes its children."""
+    act = await _post(alice, "user:alice")
+    parent = await _react(alice, kind="comment", activity_id=act["id"], feed="user:alice")
+    assert parent["children_counts"] == {} and parent["latest_children"] == {}
+    likes = [await _react(c, kind="like", parent=parent["id"]) for c in (alice, bob, alice)]
+    reply = await _react(bob, kind="reply", parent=parent["id"], data={"t": "hi"})
+    deep = await _react(alice, kind="like", parent=reply["id"])
+
+    got = (await alice.get(f"/v1/reactions/{parent['id']}")).json()
+    assert got["children_counts"] == {"like": 3, "reply": 1}
+    assert [c["id"] for c in got["latest_children"]["like"]] == [r["id"] for r in reversed(likes)]
+    [nested] = got["latest_children"]["reply"]
+    assert nested["data"] == {"t": "hi"} and nested["children_counts"] == {"like": 1}
+    assert [c["id"] for c in nested["latest_children"]["like"]] == [deep["id"]]
+    assert "own_children" not in got
+    own = (await bob.get(f"/v1/reactions/{parent['id']}", params={"with_own_children": "true"})).json()
+    assert {k: [c["id"] for c in v] for k, v in own["own_children"].items()} == {
+        "reply": [reply["id"]],
+        "like": [likes[1]["id"]],
+    }
+    [listed] = (await alice.get("/v1/reactions", params={"activity_id": act["id"], "feed": "user:alice"})).json()[
+        "results"
+    ]
+    assert listed == got
+    params = {"with_recent_reactions": "true", "with_own_reactions": "true"}
+    [doc] = (await alice.get("/v1/feeds/user:alice/activities", params=params)).json()["results"]
+    assert doc["latest_reactions"]["comment"] == [got] and doc["own_reactions"]["comment"] == [got]
+
+    # an update keeps the counts; deletes take them down, a kind with none left disappears
+    r = await bob.put(f"/v1/reactions/{reply['id']}", json={"data": {"t": "edited"}})
+    assert r.status_code == 200 and r.json()["children_counts"] == {"like": 1}
+    assert (await alice.delete(f"/v1/reactions/{likes[0]['id']}")).status_code == 204
+    got = (await alice.get(f"/v1/reactions/{parent['id']}")).json()
+    assert got["children_counts"] == {"like": 2, "reply": 1}
+    assert got["latest_children"]["reply"][0]["data"] == {"t": "edited"}
+    assert [c["id"] for c in got["latest_children"]["like"]] == [likes[2]["id"], likes[1]["id"]]
+    # deleting the reply deletes its own child too
+    assert (await bob.delete(f"/v1/reactions/{reply['id']}")).status_code == 204
+    assert (await alice.get(f"/v1/reactions/{deep['id']}")).status_code == 404
+    got = (await alice.get(f"/v1/reactions/{parent['id']}")).json()
+    assert got["children_counts"] == {"like": 2} and set(got["latest_children"]) == {"like"}
+    mine = (await alice.get("/v1/reactions", params={"user_id": "alice"})).json()["results"]
+    assert deep["id"] not in [r["id"] for r in mine]
+    # deleting the parent deletes every child, counts included
+    assert (await alice.delete(f"/v1/reactions/{parent['id']}")).status_code == 204
+    for child in likes[1:]:
+        assert (await alice.get(f"/v1/reactions/{child['id']}")).status_code == 404
+    assert (await bob.get("/v1/reactions", params={"user_id": "bob"})).json()["results"] == []
+    async with _redis(server) as r:
+        assert await r.hgetall(f"{server.settings.redis.key_prefix}{{user:alice}}:rxh") == {}
+
+
+class _redis:
+    """A direct Redis client on the test server's Redis (cluster-aware)."""
+
+    def __init__(self, server: Any) -> None:
+        from conftest import redis_client
+
+        self.client = redis_client(server.settings.redis.url)
+
+    async def __aenter__(self) -> Any:
+        return self.client
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.client.aclose()
+
+
+async def _reaction_keys(server: Any, feed: str) -> list[bytes]:
+    prefix = server.settings.redis.key_prefix
+    async with _redis(server) as r:
+        pattern = f"{prefix}{{{feed}}}:rx*"
+        return sorted([k async for k in r.scan_iter(match=pattern)])
+
+
+async def test_reactions_go_with_their_activity(server, alice, bob):
+    """Deleting an activity (by id or by foreign_id) deletes its reactions, their children, every
+    index and count of them, and the activities they made in target feeds."""
+    admin = server.http(server.token("root", admin=True))
+    for how in ("id", "foreign_id"):
+        act = await _post(alice, "user:alice", foreign_id=f"post:{how}")
+        like = await _react(bob, kind="like", activity_id=act["id"], feed="user:alice")
+        note = await _react(admin, kind="comment", activity_id=act["id"], feed="user:alice", user_id="bob")
+        child = await _react(alice, kind="like", parent=like["id"])
+        shared = await _react(bob, kind="share", activity_id=act["id"], feed="user:alice", target_feeds=["user:bob"])
+        [made] = (await bob.get("/v1/feeds/user:bob/activities")).json()["results"]
+        assert made["foreign_id"] == f"SR:{shared['id']}"
+        assert await _reaction_keys(server, "user:alice") != []
+        if how == "id":
+            assert (await alice.delete(f"/v1/feeds/user:alice/activities/{act['id']}")).status_code == 204
+        else:
+            r = await alice.delete("/v1/feeds/user:alice/activities", params={"foreign_id": f"post:{how}"})
+            assert r.json()["removed"] == 1
+        for reaction in (like, note, child, shared):
+            assert (await bob.get(f"/v1/reactions/{reaction['id']}")).status_code == 404
+        assert (await bob.get("/v1/reactions", params={"user_id": "bob"})).json()["results"] == []
+        assert (await alice.get("/v1/reactions", params={"user_id": "alice"})).json()["results"] == []
+        assert (await bob.get("/v1/feeds/user:bob/activities")).json()["results"] == []
+        assert await _reaction_keys(server, "user:alice") == []
+        prefix = server.settings.redis.key_prefix
+        async with _redis(server) as r:
+            for reaction in (like, note, child, shared):
+                assert await r.exists(f"{prefix}{{rx:{reaction['id']}}}") == 0
+            assert await r.zcard(f"{prefix}{{rxuser:bob}}") == 0
+            assert await r.hlen(f"{prefix}{{rxuser:bob}}:feeds") == 0
+
+
+async def test_reactions_of_an_activity_gone_another_way_are_hidden_and_cleaned(server, alice, bob):
+    """An activity removed without the API's delete (trimmed, a dialect): its reactions are never
+    answered again, and the first read that meets them cleans them up."""
+    act = await _post(alice, "user:alice")
+    like = await _react(bob, kind="like", activity_id=act["id"], feed="user:alice")
+    child = await _react(bob, kind="reply", parent=like["id"])
+    await server.app.service.store.delete("user:alice", [act["id"]], actor="", may_override=True)
+    assert await _reaction_keys(server, "user:alice") != []
+    assert (await bob.get("/v1/reactions", params={"user_id": "bob"})).json()["results"] == []
+    assert await _reaction_keys(server, "user:alice") == []
+    assert (await bob.get(f"/v1/reactions/{like['id']}")).status_code == 404
+    assert (await bob.get(f"/v1/reactions/{child['id']}")).status_code == 404
+
+
+async def test_enriched_read_matches_a_reference_built_from_listings(server, alice, bob):
+    """An enriched timeline read (copies, references, every flag, a kind filter) equals the plain
+    read with each activity's reaction fields assembled from the reaction listing endpoints."""
+    admin = server.http(server.token("root", admin=True))
+    await alice.post("/v1/users", json={"id": "alice", "data": {"name": "Alice"}})
+    src = "user:src"
+    posts = []
+    for i in range(6):
+        actor = "SU:alice" if i % 2 else "alice"
+        r = await admin.post(
+            f"/v1/feeds/{src}/activities",
+            json={"actor": actor, "verb": "post", "object": f"o:{i}", "audience": ["everyone"]},
+        )
+        posts.append(r.json()["activities"][0])
+    r = await admin.post("/v1/feeds/timeline:bob/follows", json={"target": src, "activity_copy_limit": 10})
+    assert r.status_code in (200, 201), r.text
+    for i, post in enumerate(posts[:5]):
+        for j in range(i):
+            who = alice if j % 2 else bob
+            made = await _react(who, kind=("like", "comment", "share")[j % 3], activity_id=post["id"], feed=src)
+            if j == 1:
+                await _react(alice, kind="like", parent=made["id"])
+    timeline = "/v1/feeds/timeline:bob/activities"
+    bob_reader = server.http(server.token("bob", {"timeline:bob": ["read"], "user:*": ["read"]}))
+    for _ in range(100):
+        plain = (await bob_reader.get(timeline, params={"limit": 10})).json()["results"]
+        if len(plain) == 6:
+            break
+        await asyncio.sleep(0.05)
+    assert len(plain) == 6
+
+    async def listing(aid: str, limit: int, kind: str = "") -> list[dict[str, Any]]:
+        params = {"activity_id": aid, "feed": src, "limit": limit, **({"kind": kind} if kind else {})}
+        return (await admin.get("/v1/reactions", params=params)).json()["results"]
+
+    async def compare(kinds: tuple[str, ...], recent: int) -> None:
+        expected = []
+        for doc in plain:
+            everything = await listing(doc["id"], 100)
+            shown = [k for k in dict.fromkeys(r["kind"] for r in reversed(everything)) if not kinds or k in kinds]
+            counts = {k: sum(r["kind"] == k for r in everything) for k in shown}
+            own: dict[str, list[Any]] = {}
+            for r in everything:
+                if r["user_id"] == "bob" and (not kinds or r["kind"] in kinds) and len(own.get(r["kind"], [])) < recent:
+                    own.setdefault(r["kind"], []).append(r)
+            latest = {k: await listing(doc["id"], recent, k) for k in shown}
+            expected.append({**doc, "reaction_counts": counts, "latest_reactions": latest, "own_reactions": own})
+        params = {
+            "limit": 10,
+            "with_own_reactions": "true",
+            "with_recent_reactions": "true",
+            "with_reaction_counts": "true",
+            "recent_reactions_limit": recent,
+            **({"reaction_kinds": ",".join(kinds)} if kinds else {}),
+        }
+        enriched = (await bob_reader.get(timeline, params=params)).json()["results"]
+        assert enriched == expected
+        assert [list(d) for d in enriched] == [list(d) for d in expected]  # same field order too
+
+    for kinds, recent in (((), 10), (("like", "comment"), 2), ((), 10)):
+        await compare(kinds, recent)
+    # every change of an activity's reactions shows in the next read (no stale cached part)
+    [first, *_] = await listing(posts[4]["id"], 10, "comment")
+    await _react(bob, kind="reply", parent=first["id"])
+    await compare((), 10)
+    assert (await alice.put(f"/v1/reactions/{first['id']}", json={"data": {"edited": True}})).status_code == 200
+    await compare((), 10)
+    [like, *_] = await listing(posts[3]["id"], 10, "like")
+    assert (await bob.delete(f"/v1/reactions/{like['id']}")).status_code == 204
+    await compare((), 10)
+    await _react(alice, kind="like", activity_id=posts[5]["id"], feed=src)
+    await compare((), 10)
+    assert any(isinstance(d["actor"], dict) and d["actor"].get("data") == {"name": "Alice"} for d in plain)

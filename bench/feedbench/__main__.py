@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cluster as C
+from . import follows as F
 from . import report
 from . import scenarios as S
 from . import targets as T
@@ -90,6 +91,18 @@ GROUPS: list[tuple[str, float, bool, Runner]] = [
         True,
         lambda c, st: S.group_memory_deflate(
             c, st.ours(tag="-plain"), st.ours(tag="-deflate", overrides={"server": {"per_message_deflate": True}})
+        ),
+    ),
+    # Follows: writes with follows and [getstream] on, a 10,000-follower fan-out, enriched reads.
+    (
+        "ours_follows",
+        45,
+        True,
+        lambda c, st: F.group_follows(
+            c,
+            st.ours(tag="-follows"),
+            # The second server's fan-out workers are off: the fan-out's CPU is the first one's.
+            st.ours(tag="-follows-gs", overrides={"getstream": F.GETSTREAM, "fanout": {"enabled": False}}),
         ),
     ),
     ("ours_10k_w2", 18, True, lambda c, st: S.group_fanout_10k(c, st.ours(workers=2))),

@@ -190,6 +190,9 @@ def build(groups: dict[str, Any], ours_ok: bool) -> dict[str, Any]:
         "leaked_deliveries": _get(aud, "10_of_1000", "leaked"),
         "loss": _get(aud, "10_of_1000", "loss"),
     }
+    follows = groups.get("ours_follows") or {}  # bench/feedbench/follows.py
+    for key in ("follow_writes", "follow_fanout", "enriched_timeline"):
+        sc[key] = dict(follows.get(key) or {})
     sc["redis"] = {f"{k}_per_s": v for k, v in (groups.get("redis") or {}).items()} or None
     ours_fan = sc["fanout_1k"]["ours_per_s"]
     sc["peers"] = {}
@@ -479,6 +482,39 @@ def table(sc: dict[str, Any], checks: dict[str, bool | None], ours_ok: bool) -> 
                     "",
                 )
             )
+    fw, ff, fe = sc["follow_writes"], sc["follow_fanout"], sc["enriched_timeline"]
+    us_copy = o(ff.get("server_us_per_copy"), "", 1) + " + " + _n(ff.get("redis_us_per_copy"), "", 1)
+    us_plain = _n(ff.get("baseline_server_us_per_activity"), "", 1) + " + "
+    us_plain += _n(ff.get("baseline_redis_us_per_activity"), "", 1)
+    converge = f" in {ff['converge_s']:.1f} s" if ff.get("converge_s") else ""
+    for label, ours, base, rel in (
+        (
+            "POST one, feed with a follower (req/s)",
+            o(fw.get("followed_per_s")),
+            _n(fw.get("unfollowed_per_s"), " unfollowed"),
+            fw.get("followed_ratio"),
+        ),
+        (
+            "POST one, [getstream] on (req/s)",
+            o(fw.get("getstream_on_per_s")),
+            _n(fw.get("unfollowed_per_s"), " off"),
+            fw.get("getstream_on_ratio"),
+        ),
+        (
+            f"follow fan-out to {_n(ff.get('followers'))} (copies/s)",
+            o(ff.get("copies_per_s")) + converge,
+            _n(ff.get("baseline_activities_per_s"), " plain writes"),
+            ff.get("ratio"),
+        ),
+        ("  µs CPU/copy, server + Redis", us_copy, us_plain, None),
+        (
+            "enriched timeline of 50 (req/s)",
+            o(fe.get("enriched_per_s")),
+            _n(fe.get("flat_per_s"), " flat"),
+            fe.get("ratio"),
+        ),
+    ):
+        rows.append((label, ours, base, "" if rel is None else _n(rel, "×", 2), "", ""))
     r = sc.get("redis") or {}
     if r:
         rows.append(

@@ -16,10 +16,14 @@
  */
 
 import { FeedClient } from "./feedclient.js";
+import { GroupState, groupCard, sortKey } from "./groups.js";
 import { icon } from "./icons.js";
+import { ReactionBar, hasReactionFields, withReactions } from "./reactions.js";
 import { activityCard, el, refreshTimes } from "./render.js";
 
 const MAX_ITEMS = 150; // cards kept per column on a screen left open for days
+const MAX_GROUPS = 60; // groups kept per aggregated column
+const PANEL_GROUPS = 15; // notification groups shown in the panel
 const REMOVE_ANIMATION_MS = 450;
 
 /** An HTTP error with the server's RFC 9457 problem body (when there is one). */
@@ -80,6 +84,7 @@ class FeedColumn {
     this.next = null;
     this.sub = null;
     this.blocked = null; // why this feed cannot be read (one message; nothing else shown then)
+    this.bars = new Map(); // activity id → ReactionBar (kept across re-renders of its card)
 
     this.list = el("ol.items", { "aria-live": "polite" });
     this.count = el("span.count", {}, "");
@@ -124,7 +129,9 @@ class FeedColumn {
     this.tombstones.clear();
     this.root.classList.add("loading");
     try {
-      const page = await this.app.api(`/v1/feeds/${encodeURIComponent(this.feed)}/activities?limit=${this.app.limit}`);
+      const page = await this.app.api(
+        withReactions(`/v1/feeds/${encodeURIComponent(this.feed)}/activities?limit=${this.app.limit}`),
+      );
       if (gen !== this.gen) return;
       for (const a of page.results || []) this.merge(a, a.seq ?? 0, { live: false });
       for (const [id, item] of this.items) if (item.gen !== gen) this.remove(id, false);
@@ -147,7 +154,7 @@ class FeedColumn {
     const gen = this.gen;
     this.more.disabled = true;
     try {
-      const page = await this.app.api(this.next);
+      const page = await this.app.api(withReactions(this.next));
       if (gen !== this.gen) return;
       for (const a of page.results || []) this.merge(a, a.seq ?? 0, { live: false, older: true });
       this.next = page.next || null;
@@ -162,7 +169,15 @@ class FeedColumn {
   /** A live (or replayed) change. */
   onEvent(frame) {
     const activity = frame.activity || {};
-    if (frame.event === "deleted") {
+    if (activity.aggregation_group && !this.app.groupTypes) {
+      // No feed group list from the server, but this feed is aggregated: show it as groups.
+      this.app.promote(this.feed);
+      return;
+    }
+    if (String(frame.event).startsWith("reaction.")) {
+      // A reaction is a change of its activity's feed, not of the activity: only its bar changes.
+      this.bars.get(activity.id)?.onEvent(frame.event, activity.reaction);
+    } else if (frame.event === "deleted") {
       this.tombstones.set(activity.id, frame.seq);
       this.remove(activity.id, true);
     } else {
@@ -181,11 +196,29 @@ class FeedColumn {
     if (existing && existing.gen === this.gen && existing.seq >= seq) return;
     if (!existing && older && this.items.size >= MAX_ITEMS * 2) return;
     const node = activityCard(a);
+    this.attachBar(node, a);
     if (live) node.classList.add(existing || updated ? "changed" : "fresh");
     if (existing) existing.node.remove();
     this.items.set(a.id, { activity: a, seq, node, gen: this.gen });
     this.insertSorted(node, a);
     if (!older) this.trim();
+  }
+
+  /** Put the activity's reaction bar in its card (a read's reaction fields refresh the bar). */
+  attachBar(node, a) {
+    let bar = this.bars.get(a.id);
+    if (!bar) {
+      bar = new ReactionBar(this.app.reactionContext, this.feed, a);
+      this.bars.set(a.id, bar);
+    } else if (hasReactionFields(a)) {
+      bar.setFrom(a);
+    }
+    node.querySelector(".content").append(bar.node);
+  }
+
+  dropBar(id) {
+    this.bars.get(id)?.dispose();
+    this.bars.delete(id);
   }
 
   insertSorted(node, a) {
@@ -212,6 +245,7 @@ class FeedColumn {
     const item = this.items.get(id);
     if (!item) return;
     this.items.delete(id);
+    this.dropBar(id);
     if (!animate) {
       item.node.remove();
       return;
@@ -259,33 +293,258 @@ class FeedColumn {
   }
 }
 
-/** Newest first: by time, then id (ULIDs sort by time too). */
-function sortKey(a) {
-  return `${a.time || ""}|${a.id || ""}`;
-}
 
-// -- the unseen-notifications badge ------------------------------------------------------------
+// -- one column per aggregated or notification feed ---------------------------------------------
 
 /**
- * The caller's unseen notification count: read from `GET /v1/notifications`, refreshed
- * when something arrives on the caller's `notifications:<sub>` feed, and set directly by the live
- * count pushes (`{"type":"notifications","unseen":n,"unread":m}`). Where the server has no
- * notifications endpoint (404) the bell stays hidden.
+ * An aggregated (or notification) feed, shown as its groups: read from
+ * `GET /v1/feeds/{feed}/groups`, then kept up to date by the live events, whose
+ * `activity.aggregation_group` names the group each activity joins. Events that arrive while a
+ * read is in flight are applied again on top of its answer (each activity keeps the `seq` of its
+ * last change, so an event the read already contains changes nothing).
+ */
+class GroupColumn extends FeedColumn {
+  constructor(app, feed, type) {
+    super(app, feed);
+    this.type = type;
+    this.groups = new Map(); // group id → GroupState
+    this.where = new Map(); // activity id → group id
+    this.buffer = null; // frames received while a read is in flight
+    this._reloadTimer = null;
+    this.root.classList.add("aggregated");
+    this.root.dataset.type = type;
+    this.typeBadge = el("span.badge.feed-type", { title: "feed group type" }, type);
+    this.root.querySelector(".meta").prepend(this.typeBadge);
+  }
+
+  get notification() {
+    return this.type === "notification";
+  }
+
+  async reload() {
+    const gen = ++this.gen;
+    this.buffer = [];
+    this.tombstones.clear();
+    this.root.classList.add("loading");
+    try {
+      const limit = Math.min(this.app.limit, 25);
+      const page = await this.app.api(withReactions(`/v1/feeds/${encodeURIComponent(this.feed)}/groups?limit=${limit}`));
+      if (gen !== this.gen) return;
+      if (typeof page.unseen === "number" && !this.notification) this.setType("notification");
+      for (const g of this.groups.values()) g.node?.remove();
+      this.groups.clear();
+      this.where.clear();
+      for (const g of page.results || []) this.addGroup(g);
+      for (const id of [...this.bars.keys()]) if (!this.where.has(id)) this.dropBar(id);
+      this.next = page.next || null;
+      const missed = this.buffer;
+      this.buffer = null;
+      for (const frame of missed) this.apply(frame, false);
+      this.blocked = null;
+      this.setNotice(null);
+      this.renderGroups();
+    } catch (err) {
+      if (gen !== this.gen) return;
+      this.buffer = null;
+      if (err.status === 401 || err.status === 403) this.block(err.status, err.message);
+      else this.setNotice(`Cannot read groups: ${err.message}`, "error");
+    } finally {
+      if (gen === this.gen) this.root.classList.remove("loading");
+      this.renderMeta();
+    }
+  }
+
+  setType(type) {
+    this.type = type;
+    this.root.dataset.type = type;
+    this.typeBadge.textContent = type;
+  }
+
+  async loadOlder() {
+    if (!this.next) return;
+    const gen = this.gen;
+    this.more.disabled = true;
+    try {
+      const limit = Math.min(this.app.limit, 25);
+      const path = `/v1/feeds/${encodeURIComponent(this.feed)}/groups?limit=${limit}&id_lt=${encodeURIComponent(this.next)}`;
+      const page = await this.app.api(withReactions(path));
+      if (gen !== this.gen) return;
+      for (const g of page.results || []) if (!this.groups.has(g.id)) this.addGroup(g);
+      this.next = page.next || null;
+      this.renderGroups({ trim: false });
+    } catch (err) {
+      this.app.toast(`Cannot load older groups: ${err.message}`, "error");
+    } finally {
+      this.more.disabled = false;
+      this.renderMeta();
+    }
+  }
+
+  /** A group from a read: its activities get reaction bars filled from the read. */
+  addGroup(g) {
+    const state = new GroupState(g, { notification: this.notification });
+    state.dirty = true;
+    this.groups.set(state.id, state);
+    for (const { activity } of state.acts.values()) {
+      this.where.set(activity.id, state.id);
+      const bar = this.bars.get(activity.id);
+      if (!bar) this.bars.set(activity.id, new ReactionBar(this.app.reactionContext, this.feed, activity));
+      else if (hasReactionFields(activity)) bar.setFrom(activity);
+    }
+  }
+
+  onEvent(frame) {
+    if (this.buffer && !String(frame.event).startsWith("reaction.")) this.buffer.push(frame);
+    this.apply(frame, true);
+    this.renderGroups();
+    this.renderMeta();
+    this.app.onFeedEvent(this.feed, frame);
+  }
+
+  /** Apply one change to the groups (idempotent: an older or repeated change does nothing). */
+  apply(frame, live) {
+    const a = frame.activity || {};
+    if (!a.id) return;
+    if (String(frame.event).startsWith("reaction.")) {
+      this.bars.get(a.id)?.onEvent(frame.event, a.reaction);
+      return;
+    }
+    if (frame.event === "deleted") {
+      this.tombstones.set(a.id, frame.seq);
+      const group = this.groups.get(this.where.get(a.id));
+      const item = group && group.acts.get(a.id);
+      if (!item || item.seq >= frame.seq) return;
+      this.take(group, a.id);
+      return;
+    }
+    if (frame.event !== "created" && frame.event !== "updated") return;
+    const deletedAt = this.tombstones.get(a.id);
+    if (deletedAt !== undefined && deletedAt >= frame.seq) return;
+    const joins = a.aggregation_group;
+    if (!joins || !joins.id) {
+      this.soonReload(); // a server that does not say which group: read the groups again
+      return;
+    }
+    const old = this.groups.get(this.where.get(a.id));
+    const item = old && old.acts.get(a.id);
+    if (item && item.seq >= frame.seq) return;
+    if (old && old.id !== joins.id) this.take(old, a.id);
+    let group = this.groups.get(joins.id);
+    if (!group) {
+      group = new GroupState({ id: joins.id, group: joins.group, verb: a.verb, activities: [] }, { notification: this.notification });
+      this.groups.set(group.id, group);
+    }
+    const { aggregation_group: _, ...activity } = a;
+    const dropped = group.put(activity, frame.seq);
+    if (dropped) {
+      this.where.delete(dropped);
+      this.dropBar(dropped);
+    }
+    this.where.set(a.id, group.id);
+    if (!this.bars.has(a.id)) this.bars.set(a.id, new ReactionBar(this.app.reactionContext, this.feed, activity));
+    group.dirty = true;
+    if (live) group.arrival = frame.event === "created" && !item ? "fresh" : "changed";
+  }
+
+  /** Take an activity out of its group (and the group away once it is empty). */
+  take(group, id) {
+    group.drop(id);
+    this.where.delete(id);
+    this.dropBar(id);
+    group.dirty = true;
+    if (group.acts.size === 0) {
+      group.node?.remove();
+      this.groups.delete(group.id);
+    }
+  }
+
+  soonReload() {
+    clearTimeout(this._reloadTimer);
+    this._reloadTimer = setTimeout(() => this.reload(), 300);
+  }
+
+  /** The card of one activity inside a group (with its reaction bar). */
+  activityNode(a) {
+    const node = activityCard(a);
+    const bar = this.bars.get(a.id);
+    if (bar) node.querySelector(".content").append(bar.node);
+    return node;
+  }
+
+  /** Re-render the groups that changed, newest group first; drop the oldest beyond the cap. */
+  renderGroups({ trim = true } = {}) {
+    const order = [...this.groups.values()].sort((x, y) => (x.newestKey < y.newestKey ? 1 : -1));
+    if (trim) {
+      for (const group of order.splice(MAX_GROUPS)) {
+        group.node?.remove();
+        this.groups.delete(group.id);
+        for (const id of group.acts.keys()) {
+          this.where.delete(id);
+          this.dropBar(id);
+        }
+      }
+    }
+    for (const group of order) {
+      if (!group.dirty && group.node) continue;
+      const node = groupCard(group, { renderActivity: (a) => this.activityNode(a) });
+      if (group.arrival) node.classList.add(group.arrival);
+      group.arrival = null;
+      group.node?.replaceWith(node);
+      group.node = node;
+      group.dirty = false;
+    }
+    const current = [...this.list.children];
+    if (order.length !== current.length || order.some((g, i) => g.node !== current[i])) {
+      this.list.replaceChildren(...order.map((g) => g.node));
+    }
+  }
+
+  renderMeta() {
+    const n = this.groups.size;
+    let total = 0;
+    for (const g of this.groups.values()) total += g.activityCount;
+    this.count.textContent = `${n} ${n === 1 ? "group" : "groups"} · ${total} ${total === 1 ? "activity" : "activities"}`;
+    const c = this.sub && this.sub.cursor;
+    this.cursor.textContent = c && c.epoch ? `seq ${c.seq ?? "…"}` : "";
+    this.empty.hidden = n > 0 || this.root.classList.contains("loading") || Boolean(this.blocked);
+    this.more.hidden = !this.next || Boolean(this.blocked);
+  }
+}
+
+// -- the notification panel -----------------------------------------------------------------------
+
+/**
+ * The caller's notification feed `notifications:<sub>` as groups (a notification feed is an
+ * aggregated feed whose groups carry `is_seen`/`is_read`): read from
+ * `GET /v1/feeds/notifications:<sub>/groups`, whose `unseen`/`unread` group counts drive the bell.
+ * Opening the panel marks the groups it shows as seen (`POST …/groups/seen {"ids": […]}`); each
+ * group has "Mark read", the header "Mark all as read" (`POST …/groups/read`). The groups are read
+ * again (coalesced) when something arrives on the feed and when the live count push
+ * (`{"type":"notifications",…}`, sent on every mark, also from the caller's other tabs) arrives.
+ * Where the server has no group read (404) the bell stays hidden.
  */
 class Notifications {
   constructor(app) {
     this.app = app;
     this.feed = null;
     this.available = false;
-    this.results = [];
+    this.groups = [];
+    this.unseen = 0;
+    this.unread = 0;
+    this.newIds = new Set(); // groups that were unseen when the panel opened (highlighted while open)
     this.badge = el("span.badge-count", {}, "");
     this.button = el("button.icon-button.bell", { type: "button", hidden: true, title: "Notifications" }, icon("bell"), this.badge);
+    this.counts = el("span.notif-counts", {}, "");
     this.panel = el("div.notif-panel", { hidden: true });
     this.button.addEventListener("click", () => this.toggle());
     this._timer = null;
   }
 
-  /** After `welcome`: watch the caller's notification feed and read the counts. */
+  get path() {
+    return `/v1/feeds/${encodeURIComponent(this.feed)}/groups`;
+  }
+
+  /** After `welcome`: watch the caller's notification feed and read its groups. */
   async start(client, sub) {
     this.feed = `notifications:${sub}`;
     if (!client.subscriptions.has(this.feed)) {
@@ -302,9 +561,9 @@ class Notifications {
 
   async refresh() {
     try {
-      const page = await this.app.api("/v1/notifications?limit=10");
+      const page = await this.app.api(`${this.path}?limit=${PANEL_GROUPS}`);
       this.available = true;
-      this.results = page.results || [];
+      this.groups = page.results || [];
       this.setCounts(page.unseen, page.unread);
       if (!this.panel.hidden) this.renderPanel();
     } catch (err) {
@@ -312,20 +571,22 @@ class Notifications {
     }
   }
 
-  /** A frame from the socket: live count pushes carry `unseen` (and `unread`). */
+  /** A frame from the socket: the live count push of our notification feed means "read again". */
   onFrame(frame) {
-    if (frame.type !== "activity" && typeof frame.unseen === "number") {
-      this.available = true;
-      this.setCounts(frame.unseen, frame.unread);
-    }
+    if (frame.type === "notifications" && this.feed && (!frame.feed || frame.feed === this.feed)) this.soon();
   }
 
   setCounts(unseen, unread) {
     if (typeof unseen !== "number") return this.hide();
+    this.unseen = unseen;
+    this.unread = typeof unread === "number" ? unread : 0;
     this.button.hidden = false;
     this.badge.textContent = unseen > 99 ? "99+" : String(unseen);
     this.badge.hidden = unseen === 0;
-    this.button.title = `${unseen} unseen${typeof unread === "number" ? `, ${unread} unread` : ""} notifications`;
+    this.button.title = `${unseen} unseen, ${this.unread} unread notification groups`;
+    this.counts.textContent = `${unseen} unseen · ${this.unread} unread`;
+    this.counts.dataset.unseen = String(unseen);
+    this.counts.dataset.unread = String(this.unread);
     this.app.setTitleCount(unseen);
   }
 
@@ -337,27 +598,72 @@ class Notifications {
   }
 
   toggle() {
-    this.panel.hidden = !this.panel.hidden;
-    if (!this.panel.hidden) {
+    if (this.panel.hidden) this.open();
+    else this.panel.hidden = true;
+  }
+
+  /** Show the panel with fresh groups, then mark the ones it shows as seen. */
+  async open() {
+    this.panel.hidden = false;
+    this.newIds = new Set();
+    this.renderPanel();
+    await this.refresh();
+    if (this.panel.hidden) return;
+    const ids = this.groups.filter((g) => !g.is_seen).map((g) => g.id);
+    this.newIds = new Set(ids);
+    this.renderPanel();
+    if (!ids.length) return;
+    try {
+      const counts = await this.app.api(`${this.path}/seen`, { method: "POST", body: { ids } });
+      for (const g of this.groups) if (this.newIds.has(g.id)) g.is_seen = true;
+      this.setCounts(counts.unseen, counts.unread);
       this.renderPanel();
-      this.refresh();
+    } catch (err) {
+      this.app.toast(`Could not mark as seen: ${err.message}`, "error");
+    }
+  }
+
+  /** Mark some groups (or all with `null`) read — which marks them seen too. */
+  async markRead(ids) {
+    try {
+      const counts = await this.app.api(`${this.path}/read`, { method: "POST", body: ids ? { ids } : { all: true } });
+      for (const g of this.groups) {
+        if (!ids || ids.includes(g.id)) g.is_seen = g.is_read = true;
+      }
+      this.setCounts(counts.unseen, counts.unread);
+      this.renderPanel();
+    } catch (err) {
+      this.app.toast(`Could not mark as read: ${err.message}`, "error");
     }
   }
 
   renderPanel() {
-    const markSeen = el("button.link-button", { type: "button" }, "Mark all as seen");
-    markSeen.addEventListener("click", async () => {
-      try {
-        await this.app.api("/v1/notifications/seen", { method: "POST", body: { all: true } });
-      } catch (err) {
-        this.app.toast(`Could not mark as seen: ${err.message}`, "error");
-      }
-      this.refresh();
+    const markAll = el("button.link-button.mark-all-read", { type: "button", disabled: !this.unread }, "Mark all as read");
+    markAll.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      this.markRead(null);
     });
-    const list = this.results.length
-      ? el("ol.items.mini", {}, this.results.map((a) => activityCard(a)))
+    const list = this.groups.length
+      ? el(
+          "ol.items.mini.notif-groups",
+          {},
+          this.groups.map((g) => {
+            const actions = [];
+            if (!g.is_read) {
+              const read = el("button.link-button.mark-read", { type: "button" }, "Mark read");
+              read.addEventListener("click", (ev) => {
+                ev.stopPropagation();
+                this.markRead([g.id]);
+              });
+              actions.push(read);
+            }
+            const node = groupCard(new GroupState(g, { notification: true }), { actions });
+            node.classList.toggle("new", this.newIds.has(g.id));
+            return node;
+          }),
+        )
       : el("p.hint", {}, "No notifications.");
-    this.panel.replaceChildren(el("header", {}, el("h3", {}, "Notifications"), markSeen), list);
+    this.panel.replaceChildren(el("header", {}, el("h3", {}, "Notifications"), this.counts, markAll), list);
   }
 }
 
@@ -380,6 +686,47 @@ class Dashboard {
     this.rights = this.token ? tokenRights(this.token) : null;
     // Feeds the composer offers: those the token may write to (all of them if it cannot be read).
     this.writable = !this.token ? [] : this.rights ? this.feeds.filter((f) => this.rights.canWrite(f)) : this.feeds;
+    /** Feed group slug → {type}, from the server's `/demo/feed-groups.json`; null when unknown. */
+    this.groupTypes = null;
+    // What reaction bars need: the API, who we are (reacting needs an identity), and toasts.
+    this.reactionContext = {
+      api: (path, options) => this.api(path, options),
+      sub: () => (this.client && this.client.sub) || (this.rights && this.rights.sub) || null,
+      toast: (text, kind) => this.toast(text, kind),
+    };
+  }
+
+  /** Which feed groups are aggregated or notification feeds (null if the server does not say). */
+  async loadGroupTypes() {
+    try {
+      const response = await fetch(`${this.base}/demo/feed-groups.json`, { signal: AbortSignal.timeout(3000) });
+      const body = response.ok ? await response.json() : null;
+      return body && body.feed_groups && typeof body.feed_groups === "object" ? body.feed_groups : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The type of a feed: its group's (the part before the first `:`); flat when unknown. */
+  typeOf(feed) {
+    const group = this.groupTypes && this.groupTypes[feed.split(":", 1)[0]];
+    return (group && group.type) || "flat";
+  }
+
+  /** The column of a feed: groups for aggregated and notification feeds, activities otherwise. */
+  newColumn(feed, type = this.typeOf(feed)) {
+    return type === "flat" ? new FeedColumn(this, feed) : new GroupColumn(this, feed, type);
+  }
+
+  /** A flat column turned out to be an aggregated feed (its events name groups): show groups. */
+  promote(feed) {
+    const old = this.columns.get(feed);
+    if (!old || old instanceof GroupColumn) return;
+    const column = this.newColumn(feed, "aggregated");
+    this.columns.set(feed, column);
+    old.root.replaceWith(column.root);
+    column.renderMeta();
+    column.subscribe(this.client);
   }
 
   /** `fetch` against the feed server with the token; JSON in and out; throws `HttpError`. */
@@ -400,8 +747,9 @@ class Dashboard {
     return data;
   }
 
-  start() {
+  async start() {
     document.title = this.titleBase;
+    this.groupTypes = await this.loadGroupTypes();
     this.renderShell();
     const wsUrl = new URL("/v1/ws", this.base);
     wsUrl.protocol = wsUrl.protocol === "https:" ? "wss:" : "ws:";
@@ -466,7 +814,7 @@ class Dashboard {
     const main = el("main.columns", {});
     main.style.setProperty("--cols", String(Math.min(this.feeds.length, 4)));
     for (const feed of this.feeds) {
-      const column = new FeedColumn(this, feed);
+      const column = this.newColumn(feed);
       this.columns.set(feed, column);
       main.append(column.root);
       column.renderMeta();

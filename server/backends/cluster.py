@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from .pipeline import Call, Lane, round_trip
+from .pipeline import Call, Lane, ScriptRegistry, round_trip
 
 log = logging.getLogger("feedserver.cluster")
 
@@ -80,7 +79,7 @@ def cluster_enabled(urls: Sequence[str], timeout: float) -> tuple[bool, str] | N
     return None
 
 
-class ClusterPipeline:
+class ClusterPipeline(ScriptRegistry):
     """``backends.base.Pipeline`` over a cluster's masters (see the module docstring)."""
 
     def __init__(
@@ -104,7 +103,7 @@ class ClusterPipeline:
         self._lanes_per_node = lanes_per_node
         self._wait_ms = int((wait_timeout or timeout) * 1000)
         self._seeds = list(dict.fromkeys(node_address(url) for url in urls))
-        self._scripts: dict[str, str] = {}
+        super().__init__()
         # slot → the owner's lanes (one list object per node, shared by its slots); None: unknown
         self._slots: list[list[Lane] | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
         self._nodes: dict[str, list[Lane]] = {}
@@ -121,16 +120,6 @@ class ClusterPipeline:
         self.redirects = 0  # MOVED/ASK replies followed
 
     # -- Pipeline ---------------------------------------------------------------------------
-
-    def script(self, source: str) -> str:
-        """Register a script; returns its SHA1 (loaded on every node's connections)."""
-        sha = hashlib.sha1(source.encode()).hexdigest()
-        self._scripts[sha] = source
-        return sha
-
-    def scripts(self) -> dict[str, str]:
-        """Every registered script by SHA1."""
-        return self._scripts
 
     def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any], *, acks: int = 0) -> asyncio.Future[Any]:
         """Queue a script call on the owner of its keys' slot (all keys share one hash tag)."""

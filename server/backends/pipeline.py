@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["Batcher", "Call", "Lane", "LaneOwner", "ReplicaAcksMissing", "round_trip"]
+__all__ = ["Batcher", "Call", "Lane", "LaneOwner", "ReplicaAcksMissing", "ScriptRegistry", "round_trip"]
 
 
 class ReplicaAcksMissing(redis_errors.RedisError):
@@ -274,7 +274,25 @@ def _closed_by_peer(conn: AbstractConnection) -> bool:
     return bool(reader.at_eof() or reader.exception() is not None)
 
 
-class Batcher:
+class ScriptRegistry:
+    """The Lua scripts a pipeline loads on each connection it opens, by SHA1 (shared by ``Batcher``
+    and ``backends.cluster.ClusterPipeline``)."""
+
+    def __init__(self) -> None:
+        self._scripts: dict[str, str] = {}
+
+    def script(self, source: str) -> str:
+        """Register a script; returns its SHA1 (what ``evalsha`` takes)."""
+        sha = hashlib.sha1(source.encode()).hexdigest()
+        self._scripts[sha] = source
+        return sha
+
+    def scripts(self) -> dict[str, str]:
+        """Every registered script by SHA1."""
+        return self._scripts
+
+
+class Batcher(ScriptRegistry):
     """The single-node pipeline: ``lanes`` ordered lanes over connections from ``connect``.
 
     ``connect()`` makes a new, unconnected connection: from a plain pool for one Redis, or from a
@@ -289,17 +307,7 @@ class Batcher:
         self.timeout = timeout
         wait_ms = int((wait_timeout or timeout) * 1000)
         self._lanes = [Lane(self, wait_ms=wait_ms) for _ in range(lanes)]
-        self._scripts: dict[str, str] = {}
-
-    def script(self, source: str) -> str:
-        """Register a script; returns its SHA1 (what ``evalsha`` takes)."""
-        sha = hashlib.sha1(source.encode()).hexdigest()
-        self._scripts[sha] = source
-        return sha
-
-    def scripts(self) -> dict[str, str]:
-        """Every registered script by SHA1."""
-        return self._scripts
+        super().__init__()
 
     def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any], *, acks: int = 0) -> asyncio.Future[Any]:
         """Queue a script call (followed by ``WAIT acks`` when ``acks`` > 0)."""

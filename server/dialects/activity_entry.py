@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth import Authenticator
-from ..http import json_response, principal_of, read_json
+from ..http import caller, json_response, read_json
 from ..models import FEED_NAME, parse_time
 from ..openapi import COMMON_PROBLEMS, OpenApi, Reply
 from ..service import FeedService
@@ -142,7 +142,7 @@ class ActivityEntryApi:
 
     async def create(self, request: Request) -> Response:
         """Publish an entry → 201 ``{"id": "…"}``."""
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         feed, activity = to_activity(await read_json(request, self.max_body_bytes))
         with FIELDS.their_names():
             [body] = await self.service.post(principal, feed, [activity], batch=False)

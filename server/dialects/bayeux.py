@@ -195,11 +195,11 @@ class BayeuxEndpoint:
                 raw = request.query_params.get("message")
                 jsonp = request.query_params.get("jsonp") or "jsonpcallback"
                 if not jsonp.replace("_", "").replace(".", "").replace("$", "").isalnum():
-                    return Response("bad jsonp callback", status_code=400)
+                    return Response("bad jsonp callback", status_code=400, media_type="text/plain")
             else:
                 body = await request.body()
                 if len(body) > _MAX_BODY:
-                    return Response("request too large", status_code=413, headers=cors)
+                    return Response("request too large", status_code=413, headers=cors, media_type="text/plain")
                 kind = request.headers.get("content-type", "")
                 if "application/json" in kind:
                     raw = body.decode()
@@ -208,7 +208,7 @@ class BayeuxEndpoint:
                     raw = found[0] if found else None
             messages = _messages(raw)
         except (ValueError, UnicodeDecodeError):
-            return Response("malformed Bayeux message", status_code=400, headers=cors)
+            return Response("malformed Bayeux message", status_code=400, headers=cors, media_type="text/plain")
         replies = await self.process(messages)
         data = orjson.dumps(replies)
         if jsonp is not None:

@@ -29,7 +29,7 @@ from starlette.routing import Route
 from ..acl import Principal, Right, actor_id
 from ..auth import Authenticator
 from ..errors import FeedError, NotFound, Unauthorized, Unavailable
-from ..http import json_response, read_json
+from ..http import caller, json_response, read_json
 from ..models import FEED_NAME, parse_time, time_ms
 from ..openapi import OpenApi, Reply
 from ..service import FeedService, PageQuery
@@ -46,6 +46,9 @@ from .schemas import (
 log = logging.getLogger("feedserver.dialects.velt")
 
 FEATURE_TYPES = ("comment", "reaction", "recorder", "crdt", "custom")
+#: Velt's paths, and the header carrying the caller's credential there (``http.PrincipalBackend``).
+PREFIX = "/v2/activities/"
+TOKEN_HEADER = "x-velt-auth-token"
 #: Velt's own default page size; larger requests are served this many at most.
 MAX_PAGE_SIZE = 1000
 #: Native pages one get request may read before answering with what it found and a pageToken.
@@ -259,7 +262,7 @@ class VeltApi:
         """Starlette routes of the Velt dialect (other methods get a Velt-shaped 405)."""
         routes = []
         for name, handler in (("add", self.add), ("get", self.get), ("update", self.update), ("delete", self.delete)):
-            path = f"/v2/activities/{name}"
+            path = PREFIX + name
             routes.append(Route(path, self._velt(handler), methods=["POST"]))
             routes.append(Route(path, self._not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]))
         return routes
@@ -287,23 +290,18 @@ class VeltApi:
             {"Allow": "POST"},
         )
 
-    async def _principal(self, request: Request) -> Principal:
-        """The caller of ``x-velt-auth-token`` (a JWT or an API key of this server)."""
-        token = (request.headers.get("x-velt-auth-token") or "").strip()
-        if token.lower().startswith("bearer "):
-            token = token[7:].strip()
-        if token:
-            if token.count(".") == 2:
-                return await self.auth.verify_token(token)
-            return self.auth.verify_api_key(token)
-        principal = await self.auth.from_headers(request.headers)
+    @staticmethod
+    def _principal(request: Request) -> Principal:
+        """The caller of ``x-velt-auth-token`` (a JWT or an API key of this server), as the
+        authentication middleware found it (``TOKEN_HEADER`` under ``PREFIX``); anonymous is refused."""
+        principal = caller(request)
         if not principal.authenticated:
             raise Unauthorized("x-velt-auth-token is required (one of this server's JWTs or API keys)")
         return principal
 
     async def add(self, request: Request) -> Response:
         """Add activities to the document's feed; all or nothing."""
-        principal = await self._principal(request)
+        principal = self._principal(request)
         data = _data(await read_json(request, self.max_body_bytes))
         _, document, feed = _ids(data)
         raw_items = data.get("activities")
@@ -324,7 +322,7 @@ class VeltApi:
 
     async def get(self, request: Request) -> Response:
         """Activities of a document, filtered, in ``order``, ``pageSize`` at a time."""
-        principal = await self._principal(request)
+        principal = self._principal(request)
         data = _data(await read_json(request, self.max_body_bytes))
         org, document, feed = _ids(data)
         feature_types = _str_list(data, "featureTypes", FEATURE_TYPES)
@@ -419,7 +417,7 @@ class VeltApi:
 
     async def update(self, request: Request) -> Response:
         """Change fields of existing activities; one outcome per id."""
-        principal = await self._principal(request)
+        principal = self._principal(request)
         data = _data(await read_json(request, self.max_body_bytes))
         _, _, feed = _ids(data)
         raw_items = data.get("activities")
@@ -459,7 +457,7 @@ class VeltApi:
 
     async def delete(self, request: Request) -> Response:
         """Delete activities by id, by target entity, or all of the document's; one outcome per id."""
-        principal = await self._principal(request)
+        principal = self._principal(request)
         data = _data(await read_json(request, self.max_body_bytes))
         _, _, feed = _ids(data)
         ids = _str_list(data, "activityIds")

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from ..auth import Authenticator
 from ..errors import BadRequest, Invalid
-from ..http import json_response, principal_of, read_json
+from ..http import caller, json_response, read_json
 from ..models import FEED_NAME, parse_time
 from ..openapi import COMMON_PROBLEMS, OpenApi, Reply
 from ..service import FeedService, PageQuery
@@ -177,7 +177,7 @@ class WinkApi:
     async def create(self, request: Request) -> Response:
         """Add an entry → 201 with the stored entry in Wink's shape."""
         _check_version(request)
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         feed, activity = to_activity(await read_json(request, self.max_body_bytes))
         with FIELDS.their_names():
             [body] = await self.service.post(principal, feed, [activity], batch=False)
@@ -186,7 +186,7 @@ class WinkApi:
     async def update(self, request: Request) -> Response:
         """Replace an entry; the body's ``version`` is the optimistic lock (stale → 412)."""
         _check_version(request)
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         raw = await read_json(request, self.max_body_bytes)
         entry_id = request.path_params["entry_id"]
         feed, activity = to_activity(raw)
@@ -207,7 +207,7 @@ class WinkApi:
     async def list_stream(self, request: Request) -> Response:
         """The entity's latest entries (up to the page limit), oldest first, as Wink lists them."""
         _check_version(request)
-        principal = await principal_of(request, self.auth)
+        principal = caller(request)
         feed = f"entity:{request.path_params['entity']}"
         page = await self.service.read(principal, feed, PageQuery(limit=self.service.max_page))
         return json_response([to_entry(orjson.loads(body)) for body in reversed(page.bodies)])

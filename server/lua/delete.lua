@@ -3,6 +3,7 @@
 -- ARGV: epoch_candidate, feed, window, n, then n groups of 4:
 --   id, expected_version ("" for none), actor, may_override ("1" for feed admins).
 -- Per item: {"ok", old_body} | {"not_found"} | {"stale", current_version} | {"forbidden"}.
+-- After the n items: 1 if the feed has followers (KEYS[8], see Keys.change_keys), else 0.
 -- Each success is a change: next seq, body and index entries removed, a "deleted" event carrying
 -- the old body (subscribers receive only its id; the rest decides who may see the deletion).
 local feed, window, n, STRIDE, BASE = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), 4, 4
@@ -29,4 +30,5 @@ for i = 1, n do
   end
 end
 flush(window)
+out[#out + 1] = redis.call('EXISTS', KEYS[8]) -- the feed has followers: queue a fan-out job
 return out

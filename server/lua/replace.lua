@@ -6,6 +6,7 @@
 --   new_fid ("" for none), new_time, new_score, rest (encoded body without id/seq/created_at/version),
 --   visibility line (see models.visibility).
 -- Per item: {"ok", body} | {"not_found"} | {"stale", current_version} | {"forbidden"} | {"conflict", other_id}.
+-- After the n items: 1 if the feed has followers (KEYS[8], see Keys.change_keys), else 0.
 -- Each success is a change: next seq, new body (same id and created_at, version + 1), indexes moved
 -- to the new time/foreign_id, an "updated" event carrying the previous actor and audience.
 local feed, window, n, STRIDE, BASE = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), 11, 4
@@ -42,4 +43,5 @@ for i = 1, n do
   end
 end
 flush(window)
+out[#out + 1] = redis.call('EXISTS', KEYS[8]) -- the feed has followers: queue a fan-out job
 return out

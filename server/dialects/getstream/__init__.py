@@ -61,7 +61,7 @@ def getstream_routes(
     if openapi is not None:
         from .describe import describe
 
-        describe(openapi)
+        describe(openapi, model=model is not None)
     bayeux = BayeuxEndpoint(service, auth, calls, keys, settings)
     if on_shutdown is not None:
         on_shutdown.append(bayeux.close)

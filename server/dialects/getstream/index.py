@@ -9,11 +9,18 @@ The hashes are reached through the shared command pipeline (``server.calls.Calls
 topology); each script touches only the two hashes, which share one hash tag (one slot).
 Every ``FeedService.post`` (native API, other dialects, GetStream) records its activities through
 the ``after_post`` hook, so anything written anywhere is addressable the GetStream way.
+
+That costs every post a second script call, on the index's slot (it cannot join the feed's write:
+another slot on a cluster). The posts of one event-loop tick share it: their entries go in one
+script call (``record``), so under load the index adds one call per tick, not one per post, and
+the entry of a new id is a single ``HSETNX``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 
@@ -29,6 +36,8 @@ class ActivityIndex:
         self.ids_key, self.fids_key = keys.getstream_index(app or "default")
         self._record = calls.script(_RECORD)
         self._forget = calls.script(_FORGET)
+        self._batch: list[str] = []  # this tick's entries (flat triples), sent by ``_send``
+        self._batch_done: asyncio.Future[None] | None = None
 
     @staticmethod
     def pair(foreign_id: str, stored_time: str) -> str:
@@ -36,14 +45,29 @@ class ActivityIndex:
         return f"{foreign_id}\x00{stored_time}"
 
     async def record(self, entries: Iterable[tuple[str, str, str, str]]) -> None:
-        """Add ``(id, feed, foreign_id, stored time)`` entries (feeds accumulate per activity); one
-        round trip (both hashes share a hash tag, so one script may touch them in a cluster)."""
+        """Add ``(id, feed, foreign_id, stored time)`` entries (feeds accumulate per activity).
+
+        Entries recorded in the same event-loop tick share one script call (both hashes share a
+        hash tag, so one script may touch them in a cluster); each caller returns once its entries
+        are stored, or gets the call's error."""
         args: list[str] = []
         for activity_id, feed, foreign_id, stored_time in entries:
             args += [activity_id, feed, self.pair(foreign_id, stored_time) if foreign_id else ""]
         if not args:
             return
-        await self._calls.eval(self._record, [self.ids_key, self.fids_key], args)
+        done = self._batch_done
+        if done is None or len(self._batch) + len(args) > _MAX_BATCH:
+            done = self._batch_done = asyncio.get_running_loop().create_future()
+            self._batch = []
+            asyncio.get_running_loop().call_soon(self._send, self._batch, done)
+        self._batch += args
+        await asyncio.shield(done)
+
+    def _send(self, batch: list[str], done: asyncio.Future[None]) -> None:
+        if self._batch_done is done:
+            self._batch_done = None
+        task = asyncio.ensure_future(self._calls.eval(self._record, [self.ids_key, self.fids_key], batch))
+        task.add_done_callback(lambda t: _settle(done, t))
 
     async def record_bodies(self, feed: str, bodies: Sequence[bytes]) -> None:
         """``FeedService.after_post`` hook: index activities written through any API."""
@@ -95,13 +119,30 @@ end
 return 1
 """
 
+#: Entries (flat triples) of one shared ``record`` call at most (a script runs alone in Redis).
+_MAX_BATCH = 3 * 1000
+
+
+def _settle(done: asyncio.Future[None], task: asyncio.Future[Any]) -> None:
+    """Pass a finished record call's outcome to its waiters."""
+    if done.done():
+        return
+    if task.cancelled():
+        done.cancel()
+    elif (exc := task.exception()) is not None:
+        done.set_exception(exc)
+        done.exception()  # its waiters raise it; none left (all cancelled) is no reason to log it
+    else:
+        done.set_result(None)
+
+
 #: KEYS ids, fids; ARGV triples (id, feed, fid pair or ""): append feed to each entry once.
+#: A new entry (the common case: a new activity) is one HSETNX.
 _RECORD = """
 local function add(key, field, feed)
+  if redis.call('HSETNX', key, field, feed) == 1 then return end
   local v = redis.call('HGET', key, field)
-  if not v then
-    redis.call('HSET', key, field, feed)
-  elseif (' ' .. v .. ' '):find(' ' .. feed .. ' ', 1, true) == nil then
+  if (' ' .. v .. ' '):find(' ' .. feed .. ' ', 1, true) == nil then
     redis.call('HSET', key, field, v .. ' ' .. feed)
   end
 end

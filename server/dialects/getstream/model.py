@@ -24,6 +24,7 @@ from ...acl import ALL_RIGHTS, Principal, follow_origin
 from ...aggregation import AggregationService
 from ...follow_service import FollowService
 from ...model_routes import Enricher, discarded_actors, enrich_flags
+from ...reactions import EnrichFlags
 from ..getstream.api import GetStreamApi
 from .auth import SERVER_SUB, Caller
 from .shapes import does_not_exist, feed_name, feed_of_target, input_error, their_time, to_theirs, truthy
@@ -47,8 +48,13 @@ def _follow_json(row: Any) -> dict[str, Any]:
 
 
 def _reaction(doc: dict[str, Any]) -> dict[str, Any]:
+    """A reaction in GetStream's shape: their times, ``latest_children``/``children_counts`` (and
+    ``own_children`` when asked for) with child reactions in the same shape."""
     out = {k: v for k, v in doc.items() if k not in ("created_at", "updated_at")}
     out["created_at"], out["updated_at"] = their_time(doc["created_at"]), their_time(doc["updated_at"])
+    for field in ("latest_children", "own_children"):
+        if field in out:
+            out[field] = {kind: [_reaction(c) for c in children] for kind, children in out[field].items()}
     out.setdefault("latest_children", {})
     out.setdefault("children_counts", {})
     return out
@@ -128,6 +134,7 @@ class GetStreamModel:
         api.extra_routes = routes
         api.group_read = self.group_read
         api.shape_page = self.shape_page
+        api.after_remove = self.reactions.activities_deleted
 
     # -- principals ----------------------------------------------------------------------------
 
@@ -369,6 +376,7 @@ class GetStreamModel:
             id_lt=q.get("id_lt") or "",
             id_gt=q.get("id_gt") or "",
             feed=feed,
+            flags=EnrichFlags(own_children=truthy(q.get("with_own_children"))),
         )
         out: dict[str, Any] = {"results": [_reaction(r) for r in results], "next": ""}
         if by == "activity_id" and truthy(q.get("with_activity_data")):
@@ -443,7 +451,9 @@ class GetStreamModel:
         out: dict[str, list[dict[str, Any]]] = {}
         for name, items in data.items():
             out[name] = []
-            for item in items if isinstance(items, list) else []:
+            for i, item in enumerate(items if isinstance(items, list) else []):
+                if not isinstance(item, dict):
+                    raise input_error(f"data.{name}.{i} must be an object", {f"data.{name}.{i}": ["an object"]})
                 fields = {
                     "id": item.get("id"),
                     "user_id": item.get("user_id"),
