@@ -272,7 +272,8 @@ class FeedApp:
             self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
         )
         self.native.enrich = self.model_api.enricher
-        self.native.after_delete = self.reaction_service.activities_deleted
+        # Reactions go with their activity, whichever API deleted it (SPEC §12).
+        self.service.after_delete.append(self.reaction_service.activities_deleted)
         describe(self.openapi, self.follow_api.routes(), "follows")
         describe(self.openapi, self.model_api.routes(), "reactions, users, collections, groups")
         from .dialects import dialect_routes  # seed dialects (SPEC §8), all through self.service

@@ -98,9 +98,6 @@ class NativeApi:
         self._readiness = readiness
         #: Reads' post-processing (reactions, references, discarded actors; ``model_routes.Enricher``).
         self.enrich: Callable[[Any, list[bytes], Any], Awaitable[list[bytes]]] | None = None
-        #: Awaited after a deletion with (feed, deleted activities): their reactions go too
-        #: (``ReactionService.activities_deleted``).
-        self.after_delete: Callable[[str, list[dict[str, Any]]], Awaitable[None]] | None = None
 
     def routes(self) -> list[Route]:
         """Starlette routes of the native API."""
@@ -189,8 +186,6 @@ class NativeApi:
         principal = caller(request)
         p = request.path_params
         await self.service.delete(principal, p["feed"], p["activity_id"], if_match=_if_match(request))
-        if self.after_delete is not None:
-            await self.after_delete(p["feed"], [{"id": p["activity_id"]}])
         return Response(status_code=204)
 
     async def delete_by_foreign_id(self, request: Request) -> Response:
@@ -202,10 +197,7 @@ class NativeApi:
                 "foreign_id is required", errors=[{"loc": "query.foreign_id", "msg": "required", "type": "missing"}]
             )
         feed = request.path_params["feed"]
-        found = await self.service.store.find_foreign_id(feed, foreign_id) if self.after_delete else []
         removed = await self.service.delete_foreign_id(principal, feed, foreign_id)
-        if self.after_delete is not None and removed:
-            await self.after_delete(feed, [orjson.loads(b) for b in found])
         return json_response({"removed": removed})
 
     async def batch_update(self, request: Request) -> Response:

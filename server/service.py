@@ -85,6 +85,12 @@ class FeedService:
         is logged and the write stands (``Writes.after_post``)."""
         return self.writes.after_post
 
+    @property
+    def after_delete(self) -> list[Callable[[str, list[dict[str, Any]]], Awaitable[None]]]:
+        """Hooks awaited after each successful deletion with (feed, removed activities); a hook's
+        failure is logged and the deletion stands (``Writes.after_delete``)."""
+        return self.writes.after_delete
+
     # -- rights (server/rights.py) -------------------------------------------------------------
 
     #: The principal's rights on ``feed`` if they include ``right``; else 401/403.

@@ -99,6 +99,10 @@ class Writes:
         #: own lookups (the GetStream id index) learn of every new activity, whichever API wrote it.
         #: A hook's failure is logged; the write stands.
         self.after_post: list[Callable[[str, list[bytes]], Awaitable[None]]] = []
+        #: Awaited after each successful ``delete`` / ``delete_foreign_id`` with (feed, the removed
+        #: activities' last bodies), whichever API deleted: reactions of those activities go with them.
+        #: A hook's failure is logged; the deletion stands.
+        self.after_delete: list[Callable[[str, list[dict[str, Any]]], Awaitable[None]]] = []
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -131,6 +135,14 @@ class Writes:
             except Exception:
                 log.exception("after-post hook failed for %s", feed)
         return bodies
+
+    async def _deleted(self, feed: str, docs: list[dict[str, Any]]) -> None:
+        """Run the ``after_delete`` hooks for activities just removed from ``feed``."""
+        for hook in self.after_delete:
+            try:
+                await hook(feed, docs)
+            except Exception:
+                log.exception("after-delete hook failed for %s", feed)
 
     def _parse_new(self, raw_items: Sequence[Any], *, batch: bool) -> list[Input]:
         """Validate the activities of a ``post``: all of them, every error reported at once (422)."""
@@ -261,7 +273,9 @@ class Writes:
         )
         self._raise_for(result, activity_id, client_version=if_match)
         self.metrics.writes.labels("delete").inc()
-        await self.copies.sync_copies(feed, [(orjson.loads(raw or b"{}"), None)])
+        doc = orjson.loads(raw or b"{}")
+        await self.copies.sync_copies(feed, [(doc, None)])
+        await self._deleted(feed, [{**doc, "id": activity_id}])
 
     async def delete_foreign_id(self, principal: Principal, feed: str, foreign_id: str) -> int:
         """Delete every activity of ``feed`` with ``foreign_id`` that the caller sees; returns how many.
@@ -284,9 +298,10 @@ class Writes:
         )
         removed = sum(r.status == "ok" for r in results)
         self.metrics.writes.labels("delete").inc(removed)
-        await self.copies.sync_copies(
-            feed, [(doc, None) for doc, r in zip(visible, results, strict=True) if r.status == "ok"]
-        )
+        gone = [doc for doc, r in zip(visible, results, strict=True) if r.status == "ok"]
+        await self.copies.sync_copies(feed, [(doc, None) for doc in gone])
+        if gone:
+            await self._deleted(feed, gone)
         return removed
 
     async def batch_update(self, principal: Principal, raw_items: Any) -> list[ItemOutcome]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from conftest import recv, subscribe
 
@@ -268,6 +269,22 @@ async def test_reactions_go_with_their_activity(server, alice, bob):
                 assert await r.exists(f"{prefix}{{rx:{reaction['id']}}}") == 0
             assert await r.zcard(f"{prefix}{{rxuser:bob}}") == 0
             assert await r.hlen(f"{prefix}{{rxuser:bob}}:feeds") == 0
+
+
+async def test_reactions_go_when_the_websocket_deletes_their_activity(server, alice, bob):
+    """The service runs the reaction cleanup for every API: a delete sent over the WebSocket (by id
+    and by foreign_id) removes the reactions at once, before any read meets them."""
+    for how in ("id", "foreign_id"):
+        act = await _post(alice, "user:alice", foreign_id=f"ws:{how}")
+        await _react(bob, kind="like", activity_id=act["id"], feed="user:alice")
+        assert await _reaction_keys(server, "user:alice") != []
+        ws = await server.ws(server.token("alice", FEEDS))
+        target = {"id": act["id"]} if how == "id" else {"foreign_id": f"ws:{how}"}
+        await ws.send(orjson.dumps({"type": "delete", "ref": 1, "feed": "user:alice", **target}).decode())
+        ack = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert ack["type"] == "ack" and ack["removed"] == 1
+        await ws.close()
+        assert await _reaction_keys(server, "user:alice") == []
 
 
 async def test_reactions_of_an_activity_gone_another_way_are_hidden_and_cleaned(server, alice, bob):

@@ -96,8 +96,6 @@ class GetStreamApi:
         self.extra_routes: list[BaseRoute] = []
         self.group_read: Callable[[Request, Caller, str], Awaitable[dict[str, Any] | None]] | None = None
         self.shape_page: Callable[[Principal, list[bytes], Any], Awaitable[list[Any] | None]] | None = None
-        #: Awaited after a removal with (feed, removed activities): their reactions go too.
-        self.after_remove: Callable[[str, list[dict[str, Any]]], Awaitable[None]] | None = None
 
     def routes(self) -> list[BaseRoute]:
         """Starlette routes of the GetStream dialect (paths end with ``/``, as the clients send them),
@@ -213,11 +211,9 @@ class GetStreamApi:
         target = request.path_params["activity_id"].rstrip("/")
         by_foreign_id = truthy(request.query_params.get("foreign_id"))
         refused: Forbidden | None = None
-        gone: list[dict[str, Any]] = [{"id": target}]
         for principal in self._identities(caller, feed):
             try:
                 if by_foreign_id:
-                    gone = [orjson.loads(b) for b in await self.service.store.find_foreign_id(feed, target)]
                     await self.service.delete_foreign_id(principal, feed, target)
                 else:
                     await self.service.delete(principal, feed, target)
@@ -231,8 +227,6 @@ class GetStreamApi:
             break
         if refused is not None:
             raise refused
-        if self.after_remove is not None:
-            await self.after_remove(feed, gone)
         return 200, {"removed": target}
 
     @staticmethod

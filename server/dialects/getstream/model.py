@@ -134,7 +134,6 @@ class GetStreamModel:
         api.extra_routes = routes
         api.group_read = self.group_read
         api.shape_page = self.shape_page
-        api.after_remove = self.reactions.activities_deleted
 
     # -- principals ----------------------------------------------------------------------------
 
