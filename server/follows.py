@@ -346,10 +346,12 @@ class Fanout:
 
     # -- after writes --------------------------------------------------------------------------
 
-    def changed(self, feed: str) -> None:
-        """A change was written to ``feed``, which has followers (``FeedStore.on_change``: the write
-        script said so): enqueue a job, batched per tick. Runs once Redis acknowledged the write;
-        a crash before the job is queued is repaired by the sweep."""
+    def changed(self, feed: str, followed: bool = True) -> None:
+        """A change was written to ``feed`` (``FeedStore.on_change``); if it has followers (the
+        write script said so), enqueue a job, batched per tick. Runs once Redis acknowledged the
+        write; a crash before the job is queued is repaired by the sweep."""
+        if not followed:
+            return
         self._changed.add(feed)
         if self._flush_task is None:
             self._flush_task = asyncio.get_running_loop().create_task(self._flush())

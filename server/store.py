@@ -199,10 +199,11 @@ class FeedStore:
         self._delete = self._batcher.script(_load_script("delete.lua"))
         self._find = self._batcher.script(_load_script("find.lua"))
         self._marks = self._batcher.script(_load_script("marks.lua"))
-        #: Called with a feed's name after a change written to it while it has followers (the follow
-        #: fan-out's wake-up). The write script itself says whether the feed has followers, so
-        #: writes to feeds nobody follows cost nothing more.
-        self.on_change: Callable[[str], None] | None = None
+        #: Called with (feed, whether it has followers) after each write script that ran on it: the
+        #: follow fan-out's wake-up (only when followed) and the notification feeds' live group
+        #: counts. The write script itself says whether the feed has followers, so writes to feeds
+        #: nobody follows cost no Redis command more.
+        self.on_change: Callable[[str, bool], None] | None = None
 
     async def _run(self, sha: str, keys: Sequence[str], args: Sequence[Any], *, acks: int = 0) -> Any:
         """Run a script in a shared pipeline (the batcher bounds its time); Redis trouble becomes 503.
@@ -265,12 +266,12 @@ class FeedStore:
         return future
 
     def _written(self, feed: str, done: asyncio.Future[Any]) -> None:
-        """A write script answered: wake the fan-out if it wrote to a feed with followers."""
+        """A write script answered: tell ``on_change`` (with whether the feed has followers)."""
         if done.cancelled() or done.exception() is not None:
             return
         result = done.result()
-        if result[0] == b"ok" and result[1] and self.on_change is not None:
-            self.on_change(feed)
+        if result[0] == b"ok" and self.on_change is not None:
+            self.on_change(feed, bool(result[1]))
 
     def _send_merged(self, feed: str, merge: _MergedWrite) -> None:
         if self._merging.get(feed) is merge:
@@ -324,9 +325,9 @@ class FeedStore:
 
     def _changed(self, feed: str, result: list[Any]) -> list[ItemResult]:
         """The items' results of a replace/delete script; its last element says whether the feed
-        has followers (then the fan-out is woken)."""
-        if result[-1] and self.on_change is not None:
-            self.on_change(feed)
+        has followers (passed to ``on_change``)."""
+        if self.on_change is not None:
+            self.on_change(feed, bool(result[-1]))
         return [_item_result(r) for r in result[:-1]]
 
     async def find(self, feed: str, refs: Sequence[tuple[str, str, str]]) -> list[bytes | None]:
