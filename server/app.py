@@ -232,9 +232,7 @@ class FeedApp:
         )
         self.drain = SigtermDrain(s.server.drain_delay, self.begin_drain)
         max_body = s.feeds.max_batch * s.feeds.max_activity_bytes + 65536
-        self.native = NativeApi(
-            self.service, self.auth, self.metrics, max_body_bytes=max_body, readiness=self.readiness
-        )
+        self.native = NativeApi(self.service, self.metrics, max_body_bytes=max_body, readiness=self.readiness)
         self.ws = WebSocketEndpoint(
             self.service,
             self.auth,
@@ -249,7 +247,7 @@ class FeedApp:
             max_batch=s.feeds.max_batch, max_page=s.feeds.max_page, max_activity_bytes=s.feeds.max_activity_bytes
         )
         self.asyncapi = AsyncApi()
-        self.follow_api = FollowApi(self.follow_service, self.auth, max_body_bytes=max_body)
+        self.follow_api = FollowApi(self.follow_service, max_body_bytes=max_body)
         self.reaction_service = ReactionService(
             self.service,
             ReactionStore(
@@ -268,9 +266,7 @@ class FeedApp:
         self.group_counts = LiveGroupCounts(self.aggregation)
         self.store.on_change = _each(self.store.on_change, self.group_counts.changed)
         self.copy_store.on_change = _each(self.copy_store.on_change, self.group_counts.changed)
-        self.model_api = ModelApi(
-            self.reaction_service, self.object_service, self.aggregation, self.auth, max_body_bytes=max_body
-        )
+        self.model_api = ModelApi(self.reaction_service, self.object_service, self.aggregation, max_body_bytes=max_body)
         self.native.enrich = self.model_api.enricher
         # Reactions go with their activity, whichever API deleted it (SPEC §12).
         self.service.after_delete.append(self.reaction_service.activities_deleted)
@@ -297,7 +293,7 @@ class FeedApp:
             *self.native.routes(),
             *self.follow_api.routes(),
             *self.model_api.routes(),
-            *dialect_routes(self.service, self.auth, self.openapi, max_body, extra=getstream),
+            *dialect_routes(self.service, self.openapi, max_body, extra=getstream),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
             Route("/asyncapi.json", self._asyncapi_json, methods=["GET"]),
             Route("/docs", self._docs, methods=["GET"]),

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .auth import Authenticator
 from .errors import Invalid
 from .follow_service import FollowService
 from .http import caller, json_response, read_json
@@ -58,9 +57,8 @@ def query_bool(request: Request, name: str) -> bool:
 class FollowApi:
     """Handlers of the follow endpoints, bound to one ``FollowService``."""
 
-    def __init__(self, follows: FollowService, auth: Authenticator, *, max_body_bytes: int) -> None:
+    def __init__(self, follows: FollowService, *, max_body_bytes: int) -> None:
         self.follows = follows
-        self.auth = auth
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:

@@ -35,7 +35,6 @@ from starlette.routing import Route
 from . import api_models as m
 from .acl import Principal, actor_id
 from .aggregation import AggregationService
-from .auth import Authenticator
 from .errors import Invalid
 from .follow_routes import query_bool, query_int
 from .http import caller, json_response, read_json
@@ -282,7 +281,6 @@ class ModelApi:
         reactions: ReactionService,
         objects: ObjectService,
         aggregation: AggregationService,
-        auth: Authenticator,
         *,
         max_body_bytes: int,
     ) -> None:
@@ -290,7 +288,6 @@ class ModelApi:
         self.objects = objects
         self.aggregation = aggregation
         self.enricher = Enricher(reactions, objects)
-        self.auth = auth
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:

@@ -14,7 +14,6 @@ from starlette.routing import Route
 
 from . import __version__
 from .api_models import Index
-from .auth import Authenticator
 from .errors import BadRequest, Invalid, Unavailable
 from .http import JSONBytes, caller, json_response, read_json
 from .metrics import CONTENT_TYPE, Metrics
@@ -85,14 +84,12 @@ class NativeApi:
     def __init__(
         self,
         service: FeedService,
-        auth: Authenticator,
         metrics: Metrics,
         *,
         max_body_bytes: int,
         readiness: Callable[[], Any],
     ) -> None:
         self.service = service
-        self.auth = auth
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self._readiness = readiness

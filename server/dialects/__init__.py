@@ -19,7 +19,6 @@ from ..errors import FeedError, Invalid
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from starlette.routing import BaseRoute
 
-    from ..auth import Authenticator
     from ..openapi import OpenApi
     from ..service import FeedService
 
@@ -221,7 +220,6 @@ def get_path(doc: Mapping[str, Any], path: str) -> Any:
 
 def dialect_routes(
     service: FeedService,
-    auth: Authenticator,
     openapi: OpenApi,
     max_body_bytes: int,
     *,
@@ -235,9 +233,9 @@ def dialect_routes(
 
     routes: list[BaseRoute] = list(extra)  # first: one prefix test each (a Mount), most traffic
     for api in (
-        WinkApi(service, auth, max_body_bytes=max_body_bytes),
-        VeltApi(service, auth, max_body_bytes=max_body_bytes),
-        ActivityEntryApi(service, auth, max_body_bytes=max_body_bytes),
+        WinkApi(service, max_body_bytes=max_body_bytes),
+        VeltApi(service, max_body_bytes=max_body_bytes),
+        ActivityEntryApi(service, max_body_bytes=max_body_bytes),
     ):
         api.describe(openapi)
         routes.extend(api.routes())

@@ -27,7 +27,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..acl import Principal, Right, actor_id
-from ..auth import Authenticator
 from ..errors import FeedError, NotFound, Unauthorized, Unavailable
 from ..http import caller, json_response, read_json
 from ..models import FEED_NAME, parse_time, time_ms
@@ -253,9 +252,8 @@ def _decode_token(token: Any, order: str) -> str:
 class VeltApi:
     """``/v2/activities/*`` handlers, bound to one service."""
 
-    def __init__(self, service: FeedService, auth: Authenticator, *, max_body_bytes: int) -> None:
+    def __init__(self, service: FeedService, *, max_body_bytes: int) -> None:
         self.service = service
-        self.auth = auth
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..auth import Authenticator
 from ..errors import BadRequest, Invalid
 from ..http import caller, json_response, read_json
 from ..models import FEED_NAME, parse_time
@@ -161,9 +160,8 @@ def _check_version(request: Request) -> None:
 class WinkApi:
     """``/api/activity-stream`` handlers, bound to one service."""
 
-    def __init__(self, service: FeedService, auth: Authenticator, *, max_body_bytes: int) -> None:
+    def __init__(self, service: FeedService, *, max_body_bytes: int) -> None:
         self.service = service
-        self.auth = auth
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:
