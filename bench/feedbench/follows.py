@@ -180,6 +180,7 @@ def _reads(ctx: Any, target: T.OursTarget) -> dict[str, Any]:
     flags = "with_reaction_counts=true&with_recent_reactions=true&with_own_reactions=true"
     kinds = {
         "flat": "/v1/feeds/user:flat/activities?limit=50",
+        "timeline": "/v1/feeds/timeline:reader/activities?limit=50",  # copies, no enrichment
         "enriched": f"/v1/feeds/timeline:reader/activities?limit=50&{flags}",
     }
     runs: dict[str, list[float]] = {k: [] for k in kinds}
@@ -190,12 +191,17 @@ def _reads(ctx: Any, target: T.OursTarget) -> dict[str, Any]:
             runs[kind].append(r["ok_per_s"])
             if r["requests"]:
                 us[kind].append(round(r["cpu_secs"]["server"] / r["requests"] * 1e6, 1))
-    flat, enriched = _median(runs["flat"]), _median(runs["enriched"])
+    flat, timeline, enriched = _median(runs["flat"]), _median(runs["timeline"]), _median(runs["enriched"])
     return {
         "flat_per_s": flat,
+        "timeline_per_s": timeline,
         "enriched_per_s": enriched,
         "ratio": _ratio(enriched, flat),
+        # what enrichment itself costs: the same timeline read with and without the reaction flags
+        "enriched_to_timeline": _ratio(enriched, timeline),
+        "timeline_to_flat": _ratio(timeline, flat),
         "flat_server_us_per_request": _median(us["flat"]),
+        "timeline_server_us_per_request": _median(us["timeline"]),
         "enriched_server_us_per_request": _median(us["enriched"]),
     }
 

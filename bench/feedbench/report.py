@@ -513,6 +513,12 @@ def table(sc: dict[str, Any], checks: dict[str, bool | None], ours_ok: bool) -> 
             _n(fe.get("flat_per_s"), " flat"),
             fe.get("ratio"),
         ),
+        (
+            "  same timeline without enrichment (req/s)",
+            o(fe.get("timeline_per_s")),
+            _n(fe.get("flat_per_s"), " flat"),
+            fe.get("timeline_to_flat"),
+        ),
     ):
         rows.append((label, ours, base, "" if rel is None else _n(rel, "×", 2), "", ""))
     r = sc.get("redis") or {}
