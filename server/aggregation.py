@@ -53,7 +53,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -65,7 +64,7 @@ from .errors import Forbidden, Invalid
 from .keys import Keys
 from .models import parse_time
 from .service import FeedService
-from .store import FeedStore
+from .store import FeedStore, load_script
 
 #: ``{{ name }}`` or ``{{ time.strftime("…") }}``.
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)(?:\s*\.\s*strftime\(\s*(['\"])(.*?)\2\s*\))?\s*\}\}")
@@ -160,11 +159,6 @@ def group_id(feed: str, key: str) -> str:
     return hashlib.sha1(f"{feed}\x00{key}".encode()).hexdigest()[:24]
 
 
-def _lua(name: str) -> str:
-    lua = resources.files(__package__).joinpath("lua")
-    return lua.joinpath("_common.lua").read_text() + "\n" + lua.joinpath(name).read_text()
-
-
 @dataclass(frozen=True, slots=True)
 class StoredGroup:
     """One group as read from Redis: its record, notification flags and newest member bodies."""
@@ -193,7 +187,7 @@ class AggregationStore:
         self.calls = Calls(pipeline, timeout)
         self.keys = keys
         self.feeds = feeds
-        self._script = self.calls.script(_lua("aggregate.lua"))
+        self._script = self.calls.script(load_script("aggregate.lua"))
 
     def _keys(self, feed: str) -> list[str]:
         return [*self.keys.feed(feed), *self.keys.aggregation(feed), *self.keys.notification_marks(feed)]

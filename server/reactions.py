@@ -38,7 +38,7 @@ from .errors import Conflict, Forbidden, Invalid, NotFound
 from .keys import Keys
 from .models import IdGenerator, check_feed_name, dumps, format_time, now
 from .service import FeedService
-from .store import new_epoch
+from .store import load_script, new_epoch
 
 T = TypeVar("T")
 log = logging.getLogger("feedserver.reactions")
@@ -50,10 +50,6 @@ DEFAULT_RECENT = 10
 _MAX_DEPTH = 3
 _MAX_KIND = 255
 _MAX_DATA = 10240
-
-
-def _lua(name: str) -> str:
-    return _source("_common.lua") + "\n" + _source(name)
 
 
 def _source(name: str) -> str:
@@ -93,7 +89,7 @@ class ReactionStore:
         self.calls = Calls(pipeline, timeout)
         self.keys = keys
         self._window = resume_window
-        self._script = self.calls.script(_lua("reaction.lua"))
+        self._script = self.calls.script(load_script("reaction.lua"))
         self._read = self.calls.script(_source("reaction_read.lua"))
 
     async def change(self, op: str, feed: str, reaction: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,8 @@ _TRANSIENT_ERRORS = (
 RETRY_AFTER = 1.0
 
 
-def _load_script(name: str) -> str:
+def load_script(name: str) -> str:
+    """``server/lua/<name>`` with the shared prelude (``_common.lua``) in front."""
     lua = resources.files(__package__).joinpath("lua")
     return lua.joinpath("_common.lua").read_text() + "\n" + lua.joinpath(name).read_text()
 
@@ -192,13 +193,13 @@ class FeedStore:
         self._acks = min_replica_acks  # writes wait (WAIT) for this many replicas; 0: don't
         self._batcher = pipeline
         self._merging: dict[str, _MergedWrite] = {}
-        self._write = self._batcher.script(_load_script("write.lua"))
-        self._cursor = self._batcher.script(_load_script("cursor.lua"))
-        self._read = self._batcher.script(_load_script("read.lua"))
-        self._replace = self._batcher.script(_load_script("replace.lua"))
-        self._delete = self._batcher.script(_load_script("delete.lua"))
-        self._find = self._batcher.script(_load_script("find.lua"))
-        self._marks = self._batcher.script(_load_script("marks.lua"))
+        self._write = self._batcher.script(load_script("write.lua"))
+        self._cursor = self._batcher.script(load_script("cursor.lua"))
+        self._read = self._batcher.script(load_script("read.lua"))
+        self._replace = self._batcher.script(load_script("replace.lua"))
+        self._delete = self._batcher.script(load_script("delete.lua"))
+        self._find = self._batcher.script(load_script("find.lua"))
+        self._marks = self._batcher.script(load_script("marks.lua"))
         #: Called with (feed, whether it has followers) after each write script that ran on it: the
         #: follow fan-out's wake-up (only when followed) and the notification feeds' live group
         #: counts. The write script itself says whether the feed has followers, so writes to feeds

@@ -138,3 +138,16 @@ local function assemble(id, seq, rest, created_at, version)
   return '{"id":' .. cjson.encode(id) .. ',"seq":' .. seq .. ',' .. string.sub(rest, 2, -2) ..
     ',"created_at":"' .. created_at .. '","version":' .. version .. '}'
 end
+
+-- Add ids to a mark set (seen or read) of the feed; forget marks of activities that left the feed
+-- once they outnumber the feed itself (notification marks: marks.lua, aggregate.lua).
+local function add_marks(key, ids)
+  for i = 1, #ids, 500 do
+    redis.call('SADD', key, unpack(ids, i, math.min(i + 499, #ids)))
+  end
+  if redis.call('SCARD', key) > 2 * redis.call('ZCARD', K_IDX) + 100 then
+    for _, id in ipairs(redis.call('SMEMBERS', key)) do
+      if not redis.call('ZSCORE', K_IDX, id) then redis.call('SREM', key, id) end
+    end
+  end
+end

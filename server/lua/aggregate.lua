@@ -166,19 +166,6 @@ local function publish_counts()
   return gunseen, gunread
 end
 
--- Add activity ids to a mark set (seen or read); forget marks of activities that left the feed
--- once they outnumber the feed itself (as lua/marks.lua does).
-local function mark_ids(key, ids)
-  for i = 1, #ids, 500 do
-    redis.call('SADD', key, unpack(ids, i, math.min(i + 499, #ids)))
-  end
-  if redis.call('SCARD', key) > 2 * redis.call('ZCARD', K_IDX) + 100 then
-    for _, id in ipairs(redis.call('SMEMBERS', key)) do
-      if not redis.call('ZSCORE', K_IDX, id) then redis.call('SREM', key, id) end
-    end
-  end
-end
-
 if mode == 'apply' then
   local reset = ARGV[2] == '1'
   if reset then
@@ -274,8 +261,8 @@ if mode == 'mark' then
     end
   end
   if #ids > 0 then
-    mark_ids(K_SEEN, ids)
-    if read then mark_ids(K_READ, ids) end
+    add_marks(K_SEEN, ids)
+    if read then add_marks(K_READ, ids) end
   end
   return {publish_counts()}
 end

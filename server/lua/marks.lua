@@ -10,24 +10,12 @@ local mode, all = ARGV[1], ARGV[2] == '1'
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 
-local function mark(key, members)
-  for i = 1, #members, 500 do
-    redis.call('SADD', key, unpack(members, i, math.min(i + 499, #members)))
-  end
-  -- Forget marks of activities that left the feed once they outnumber the feed itself.
-  if redis.call('SCARD', key) > 2 * redis.call('ZCARD', K_IDX) + 100 then
-    for _, id in ipairs(redis.call('SMEMBERS', key)) do
-      if not redis.call('ZSCORE', K_IDX, id) then redis.call('SREM', key, id) end
-    end
-  end
-end
-
 if mode ~= 'counts' then
   local members = ids
   if all then members = redis.call('ZRANGE', K_IDX, 0, -1) end
   if #members > 0 then
-    mark(K_SEEN, members)
-    if mode == 'read' then mark(K_READ, members) end
+    add_marks(K_SEEN, members)
+    if mode == 'read' then add_marks(K_READ, members) end
   end
 end
 
